@@ -1,2 +1,261 @@
+"""The ``alphaloom`` command line. Thin: it parses options and calls :mod:`alphaloom.jobs`.
+
+Every subcommand accepts ``--data-dir`` (or ``$ALPHALOOM_DATA_DIR``; default ``./.alphaloom``). Errors that
+alphaloom raises on purpose are printed as one line with a hint and exit with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from alphaloom.core.exceptions import AlphaloomError
+
+app = typer.Typer(
+    name="alphaloom",
+    help="alphaloom: an AI trading platform from market data to orders.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Ingest, list and validate market data.", no_args_is_help=True)
+train_app = typer.Typer(help="Train the CNN+LSTM forecaster and the RL agents.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(train_app, name="train")
+
+out = Console()
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="ALPHALOOM_DATA_DIR",
+        help="Where the store, models and reports live [default: ./.alphaloom].",
+        show_default=False,
+    ),
+]
+Quick = Annotated[bool, typer.Option("--quick", help="A small, fast setting (about a minute).")]
+Seed = Annotated[int | None, typer.Option("--seed", help="Random seed; same seed, same results.")]
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", help="A TOML or YAML file of run settings.", show_default=False)
+]
+Symbols = Annotated[
+    str | None, typer.Option("--symbols", help="Comma-separated symbols, e.g. SPY,EURUSD,BTCUSD.")
+]
+Start = Annotated[str | None, typer.Option("--start", help="First date (inclusive), e.g. 2010-01-01.")]
+End = Annotated[str | None, typer.Option("--end", help="Last date (exclusive), e.g. 2020-01-01.")]
+
+
+def _workspace(data_dir: Path | None):
+    from alphaloom.jobs.workspace import Workspace
+
+    return Workspace.resolve(data_dir)
+
+
+def _run_config(
+    ws,
+    *,
+    quick: bool = False,
+    seed: int | None = None,
+    config_file: Path | None = None,
+    symbols: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    fresh: bool = False,
+):
+    from alphaloom.core.config import read_config_file
+    from alphaloom.jobs.config import RunConfig
+
+    if config_file is not None:
+        cfg = RunConfig.from_dict(read_config_file(config_file), source=str(config_file))
+    elif quick:
+        cfg = RunConfig.quick()
+    elif not fresh and (saved := ws.load_config()) is not None:
+        cfg = saved
+    else:
+        cfg = RunConfig()
+    changes: dict[str, object] = {}
+    if seed is not None:
+        changes["seed"] = seed
+    if symbols:
+        changes["symbols"] = tuple(s.strip() for s in symbols.split(",") if s.strip())
+    if start is not None:
+        changes["start"] = start
+    if end is not None:
+        changes["end"] = end
+    return cfg.replace(**changes) if changes else cfg
+
+
+def _progress():
+    from alphaloom.jobs.progress import RichProgress
+
+    return RichProgress()
+
+
+@app.command()
+def demo(
+    data_dir: DataDir = None,
+    quick: Quick = False,
+    seed: Seed = None,
+    config: ConfigFile = None,
+    symbols: Symbols = None,
+    start: Start = None,
+    end: End = None,
+) -> None:
+    """Run the main job end to end: ingest, validate, features, CNN+LSTM, RL agents, ensemble, backtest,
+    report."""
+    from alphaloom.jobs.demo import print_summary, run_demo
+
+    ws = _workspace(data_dir)
+    cfg = _run_config(
+        ws, quick=quick, seed=seed, config_file=config, symbols=symbols, start=start, end=end, fresh=True
+    )
+    progress = _progress()
+    with progress.running():
+        result = run_demo(ws, cfg, progress)
+    print_summary(result, out)
+
+
+@data_app.command("ingest")
+def data_ingest(
+    data_dir: DataDir = None,
+    sample: Annotated[
+        list[str] | None,
+        typer.Option("--sample", help="A shipped sample set (repeatable); default: all of them."),
+    ] = None,
+    file: Annotated[
+        list[Path] | None,
+        typer.Option("--file", help="A CSV, CSV.gz or Parquet bar file to ingest (repeatable)."),
+    ] = None,
+    symbol: Annotated[
+        str | None, typer.Option("--symbol", help="Symbol for --file files that have no symbol column.")
+    ] = None,
+    timeframe: Annotated[str, typer.Option("--timeframe", help="Bar size of the data.")] = "1d",
+) -> None:
+    """Load bars into the store (idempotent: re-ingesting changes nothing)."""
+    from alphaloom.jobs import stages
+
+    ws = _workspace(data_dir)
+    progress = _progress()
+    with progress.running():
+        report = stages.ingest(
+            ws, samples=sample, files=file or [], symbol=symbol, timeframe=timeframe, progress=progress
+        )
+    out.print(stages.ingest_table(report))
+
+
+@data_app.command("list")
+def data_list(data_dir: DataDir = None) -> None:
+    """List the symbols in the store with their date ranges."""
+    from alphaloom.jobs import stages
+
+    out.print(stages.list_table(_workspace(data_dir)))
+
+
+@data_app.command("validate")
+def data_validate(
+    data_dir: DataDir = None,
+    symbols: Symbols = None,
+    start: Start = None,
+    end: End = None,
+) -> None:
+    """Check the stored bars; bad rows go to the quarantine table with a reason."""
+    from alphaloom.jobs import stages
+
+    ws = _workspace(data_dir)
+    cfg = _run_config(ws, symbols=symbols, start=start, end=end)
+    result = stages.validate(ws, cfg, all_symbols=symbols is None)
+    out.print(stages.validation_table(result))
+
+
+@app.command()
+def features(
+    data_dir: DataDir = None,
+    quick: Quick = False,
+    symbols: Symbols = None,
+    start: Start = None,
+    end: End = None,
+    config: ConfigFile = None,
+) -> None:
+    """Compute the feature set for the run's symbols and store it."""
+    from alphaloom.jobs import stages
+
+    ws = _workspace(data_dir)
+    cfg = _run_config(ws, quick=quick, symbols=symbols, start=start, end=end, config_file=config)
+    progress = _progress()
+    with progress.running():
+        info = stages.compute_features(ws, cfg, progress)
+    out.print(f"features: {info['n_features']} features for {len(info['symbols'])} symbols stored")
+
+
+@train_app.command("cnn-lstm")
+def train_cnn_lstm(
+    data_dir: DataDir = None, quick: Quick = False, seed: Seed = None, config: ConfigFile = None
+) -> None:
+    """Train the CNN+LSTM forecaster on the forecaster segment and store its forecasts."""
+    from alphaloom.jobs import stages
+
+    ws = _workspace(data_dir)
+    cfg = _run_config(ws, quick=quick, seed=seed, config_file=config)
+    progress = _progress()
+    with progress.running():
+        info = stages.train_forecaster(ws, cfg, progress)
+    out.print(stages.metrics_table(info["metrics"], "CNN+LSTM out-of-sample forecast metrics"))
+
+
+@train_app.command("rl")
+def train_rl(
+    data_dir: DataDir = None, quick: Quick = False, seed: Seed = None, config: ConfigFile = None
+) -> None:
+    """Train PPO, SAC, TD3 and Rainbow DQN on the agent segment."""
+    from alphaloom.jobs import stages
+
+    ws = _workspace(data_dir)
+    cfg = _run_config(ws, quick=quick, seed=seed, config_file=config)
+    progress = _progress()
+    with progress.running():
+        info = stages.train_agents(ws, cfg, progress)
+    out.print(stages.metrics_table(info["agents"], "RL agents trained"))
+
+
+@app.command()
+def backtest(data_dir: DataDir = None, quick: Quick = False, config: ConfigFile = None) -> None:
+    """Backtest the ensemble, each agent and buy-and-hold on the out-of-sample segment."""
+    from alphaloom.jobs import stages
+
+    ws = _workspace(data_dir)
+    cfg = _run_config(ws, quick=quick, config_file=config)
+    progress = _progress()
+    with progress.running():
+        summary = stages.run_backtests(ws, cfg, progress)
+    out.print(stages.summary_table(summary))
+
+
+@app.command()
+def report(data_dir: DataDir = None) -> None:
+    """Write the HTML report (equity, drawdown, positions, statistics) from the stored backtest."""
+    from alphaloom.jobs import stages
+
+    ws = _workspace(data_dir)
+    path = stages.build_report(ws, _run_config(ws))
+    out.print(f"report: {path}")
+
+
 def main() -> None:
-    pass
+    """Console entry point: alphaloom errors become one line on stderr and exit code 2."""
+    try:
+        app()  # standalone: usage errors print typer's message and exit 2
+    except AlphaloomError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -144,7 +144,7 @@ def _utc(value: datetime) -> datetime:
 
 
 class Bar(_Domain):
-    """One OHLCV bar. ``ts`` is the bar's open time in UTC; ``volume`` is ``None`` when the source has none."""
+    """One OHLCV bar: ``ts`` is the open time in UTC; ``volume`` is ``None`` when the source has none."""
 
     symbol: Symbol
     ts: datetime

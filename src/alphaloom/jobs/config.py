@@ -1,0 +1,82 @@
+"""Settings of the main job (``alphaloom demo``) and of each of its stages."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from alphaloom.backtest.costs import CostModel
+from alphaloom.core.config import ComponentConfig
+
+__all__ = ["DEFAULT_SYMBOLS", "QUICK_SYMBOLS", "RLBudget", "RunConfig", "SplitConfig"]
+
+#: One symbol set across the three asset classes the platform trades.
+DEFAULT_SYMBOLS: tuple[str, ...] = ("SPY", "AAPL", "IWM", "EURUSD", "GBPUSD", "BTCUSD", "ETHUSD")
+QUICK_SYMBOLS: tuple[str, ...] = ("SPY", "EURUSD", "BTCUSD")
+
+
+class SplitConfig(ComponentConfig):
+    """A walk-forward split of each symbol's history into three consecutive segments.
+
+    ``[forecaster training | embargo | agent training | embargo | out-of-sample test]``. The forecaster never
+    sees the agent segment, so the agents learn from honest (out-of-sample) forecasts, and neither model sees
+    the test segment. The embargo (in bars) keeps label horizons and feature look-backs from straddling a
+    boundary.
+    """
+
+    forecaster_fraction: float = Field(default=0.55, gt=0.1, lt=0.9)
+    agent_fraction: float = Field(default=0.25, gt=0.05, lt=0.9)
+    embargo_bars: int = Field(default=5, ge=0, le=500)
+
+    @model_validator(mode="after")
+    def _leaves_a_test_segment(self) -> SplitConfig:
+        if self.forecaster_fraction + self.agent_fraction >= 0.95:
+            raise ValueError(
+                "forecaster_fraction + agent_fraction must be < 0.95 so at least 5% is left for testing"
+            )
+        return self
+
+
+class RLBudget(ComponentConfig):
+    """Training timesteps for each agent (summed over the vectorised environments)."""
+
+    ppo: int = Field(default=40_000, ge=64)
+    sac: int = Field(default=8_000, ge=64)
+    td3: int = Field(default=8_000, ge=64)
+    rainbow: int = Field(default=15_000, ge=64)
+
+
+class RunConfig(ComponentConfig):
+    """Everything the main job needs; saved in the data directory so stages run alone stay consistent."""
+
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    start: str | None = None
+    end: str | None = None
+    max_bars_per_symbol: int | None = Field(default=None, ge=300)
+    seed: int = 7
+    split: SplitConfig = SplitConfig()
+    costs: CostModel = CostModel(commission_bps=1.0, slippage_bps=2.0)
+    initial_cash: float = Field(default=100_000.0, gt=0)
+    cnn_epochs: int = Field(default=8, ge=1)
+    cnn_window: int = Field(default=32, ge=8)
+    cnn_hidden: int = Field(default=32, ge=4)
+    rl_budget: RLBudget = RLBudget()
+    rl_episode_len: int = Field(default=128, ge=16)
+    ensemble_method: Literal["performance", "thompson", "meta"] = "meta"
+    ensemble_window: int = Field(default=20, ge=2)
+    ensemble_confidence: float = Field(default=0.55, ge=0.0, le=1.0)
+
+    @classmethod
+    def quick(cls, seed: int = 7) -> RunConfig:
+        """A small setting that runs the whole job in well under two minutes (used by the tests)."""
+        return cls(
+            symbols=QUICK_SYMBOLS,
+            max_bars_per_symbol=900,
+            seed=seed,
+            cnn_epochs=2,
+            cnn_window=16,
+            cnn_hidden=16,
+            rl_budget=RLBudget(ppo=2_048, sac=600, td3=600, rainbow=1_200),
+            rl_episode_len=64,
+        )
