@@ -79,8 +79,13 @@ class RichProgress:
 
     @contextmanager
     def running(self) -> Iterator[RichProgress]:
+        """Show the bars while the block runs; on an error they are cleared so the error stands alone."""
         with self._progress:
-            yield self
+            try:
+                yield self
+            except BaseException:
+                self._progress.live.transient = True
+                raise
 
     def task(self, description: str, total: float | None) -> TaskHandle:
         return _RichTask(self._progress, self._progress.add_task(description, total=total), description)

@@ -22,6 +22,7 @@ from alphaloom.core.exceptions import DataNotFoundError, EmptyRangeError
 from alphaloom.core.timeutil import parse_utc
 from alphaloom.jobs.config import RunConfig
 from alphaloom.jobs.progress import NullProgress, StageProgress
+from alphaloom.jobs.splits import split_segments
 from alphaloom.jobs.workspace import Workspace
 
 __all__ = [
@@ -145,10 +146,23 @@ def validate(ws: Workspace, config: RunConfig, *, all_symbols: bool = False):
 
 
 def validation_table(result) -> Table:
-    return _table(
-        f"Validation: {len(result.clean)} clean rows, {len(result.quarantined)} quarantined",
-        result.summary(),
+    """Issues grouped by check and severity: how many, on which symbols, and the first example."""
+    summary = result.summary()
+    title = f"Validation: {len(result.clean):,} clean rows, {len(result.quarantined):,} quarantined"
+    if summary.empty:
+        return _table(title + " (no issues)", summary)
+    grouped = (
+        summary.groupby(["severity", "check"], sort=True)
+        .agg(
+            issues=("message", "size"),
+            rows=("count", "sum"),
+            symbols=("symbol", lambda s: ", ".join(sorted(set(s)))),
+            example=("message", "first"),
+        )
+        .reset_index()
     )
+    grouped["example"] = grouped["example"].str.slice(0, 90)
+    return _table(title, grouped)
 
 
 # ------------------------------------------------------------------------------------------- features
@@ -178,6 +192,470 @@ def compute_features(ws: Workspace, config: RunConfig, progress: StageProgress |
     info = {"symbols": symbols, "n_features": len(names), "feature_names": names, "rows": len(table)}
     ws.record("features", info)
     return info
+
+
+# ----------------------------------------------------------------------------------------- segments
+class _SymbolData:
+    """One symbol's bars, features and walk-forward segments, aligned on the bar index."""
+
+    def __init__(self, symbol: str, bars: pd.DataFrame, features: pd.DataFrame, config: RunConfig) -> None:
+        self.symbol = symbol
+        self.bars = bars.reset_index(drop=True)
+        ts = pd.DatetimeIndex(self.bars["ts"])
+        feats = features.set_index("ts").drop(columns=["symbol"], errors="ignore")
+        missing = ts.difference(feats.index)
+        if len(missing):
+            raise DataNotFoundError(
+                f"features for {symbol} are missing {len(missing)} bars (first {missing[0].isoformat()}); "
+                "re-run `alphaloom features` after ingesting or validating."
+            )
+        self.features = feats.reindex(ts)
+        self.segments = split_segments(ts, config.split)
+
+    @property
+    def ts(self) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(self.bars["ts"])
+
+    def frame_with_close(self) -> pd.DataFrame:
+        out = self.features.copy()
+        out["close"] = self.bars["close"].to_numpy()
+        return out
+
+
+def _symbol_data(ws: Workspace, config: RunConfig) -> list[_SymbolData]:
+    bars = load_symbol_bars(ws, config)
+    with ws.require_store() as store:
+        if not store.has_frame(FEATURES_TABLE):
+            raise _missing(ws, "features", "features")
+        feats = store.read_frame(FEATURES_TABLE, list(config.symbols))
+    out = []
+    for sym in config.symbols:
+        sym_feats = feats[feats["symbol"] == sym]
+        if sym_feats.empty:
+            raise _missing(ws, f"features for {sym}", "features")
+        out.append(_SymbolData(sym, bars[bars["symbol"] == sym], sym_feats, config))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- forecaster
+def _forecaster_config(config: RunConfig):
+    from alphaloom.models import CNNLSTMConfig
+
+    return CNNLSTMConfig(
+        window=config.cnn_window,
+        lstm_hidden=config.cnn_hidden,
+        epochs=config.cnn_epochs,
+        seed=config.seed,
+    )
+
+
+def train_forecaster(ws: Workspace, config: RunConfig, progress: StageProgress | None = None) -> dict:
+    """Fit the CNN+LSTM on each symbol's forecaster segment; store forecasts for every bar.
+
+    Forecasts at bar ``t`` use feature rows up to ``t`` only; the model never saw the agent or test segments,
+    so the forecasts there are out of sample. Metrics are reported on those two segments.
+    """
+    from alphaloom.models import CNNLSTMForecaster
+
+    progress = progress or NullProgress()
+    data = _symbol_data(ws, config)
+    train_frames = {d.symbol: d.frame_with_close().iloc[d.segments.forecaster] for d in data}
+    cfg = _forecaster_config(config)
+    task = progress.task("train cnn-lstm", total=cfg.epochs)
+    t0 = time.perf_counter()
+
+    def on_epoch(epoch: int, n_epochs: int, metrics: dict) -> None:
+        note = f"val loss {metrics.get('val_loss', float('nan')):.4f}"
+        task.update(epoch, total=n_epochs, note=note)
+
+    model = CNNLSTMForecaster(cfg).fit(train_frames, progress=on_epoch)
+    fit_s = time.perf_counter() - t0
+    model.save(ws.models_dir / "cnn_lstm")
+    frames, metrics = [], []
+    for d in data:
+        full = d.frame_with_close()
+        pred = model.predict(full)
+        frame = pred.reset_index()
+        frame.insert(0, "symbol", d.symbol)
+        frames.append(frame)
+        for seg in ("agent", "test"):
+            sl = getattr(d.segments, seg)
+            m = _segment_metrics(model, full, pred, sl, cfg.horizon)
+            metrics.append({"symbol": d.symbol, "segment": seg, **m})
+    with ws.open_store() as store:
+        store.write_frame(FORECASTS_TABLE, pd.concat(frames, ignore_index=True))
+        store.write_frame("forecast_metrics", pd.DataFrame(metrics))
+    info = {
+        "fit_seconds": round(fit_s, 2),
+        "epochs_run": len(model.history_.epochs),
+        "best_epoch": model.history_.best_epoch,
+        "fit_windows": model.history_.n_fit_windows,
+        "val_nll_before_after_calibration": [model.history_.val_nll_before, model.history_.val_nll_after],
+        "segments": {d.symbol: d.segments.bounds() for d in data},
+        "metrics": metrics,
+        "config_hash": cfg.config_hash(),
+    }
+    ws.record("train_cnn_lstm", info)
+    return info
+
+
+def _segment_metrics(model, full: pd.DataFrame, pred: pd.DataFrame, sl: slice, horizon: int) -> dict:
+    """Out-of-sample metrics of forecasts whose bar lies in ``sl`` and whose label lies inside it too."""
+    from alphaloom.models.cnn_lstm.dataset import class_labels
+
+    close = full["close"].to_numpy()
+    fwd = np.full(len(close), np.nan)
+    fwd[:-horizon] = np.log(close[horizon:] / close[:-horizon])
+    seg_ts = full.index[sl.start : max(sl.stop - horizon, sl.start)]
+    p = pred.reindex(seg_ts).dropna()
+    y = pd.Series(fwd, index=full.index).reindex(p.index).to_numpy()
+    labels = class_labels(y, model.flat_threshold_)
+    proba = p[["p_down", "p_flat", "p_up"]].to_numpy()
+    guess = proba.argmax(axis=1)
+    n = len(labels)
+    if n == 0:
+        return {"n": 0}
+    recalls = [float(np.mean(guess[labels == k] == k)) for k in range(3) if np.any(labels == k)]
+    eps = 1e-12
+    logloss = float(-np.mean(np.log(np.clip(proba[np.arange(n), labels], eps, 1.0))))
+    pr = p["pred_return"].to_numpy()
+    ic = float(np.corrcoef(pr, y)[0, 1]) if n > 2 and np.std(pr) > 0 and np.std(y) > 0 else float("nan")
+    ric = float(pd.Series(pr).rank().corr(pd.Series(y).rank())) if n > 2 else float("nan")
+    return {
+        "n": n,
+        "accuracy": float(np.mean(guess == labels)),
+        "balanced_accuracy": float(np.mean(recalls)),
+        "log_loss": logloss,
+        "ic": ic,
+        "rank_ic": ric,
+    }
+
+
+# ----------------------------------------------------------------------------------------- RL agents
+_FORECAST_COLUMNS = ("p_down", "p_flat", "p_up", "pred_return")
+
+
+class _Observations:
+    """Market observations for the agents: forecasts and features, standardised per symbol.
+
+    The scaler is fitted on the symbol's agent segment (the agents' training data) and applied unchanged to
+    the test segment; values are clipped to +-10 so a regime change cannot produce extreme inputs.
+    """
+
+    def __init__(self, d: _SymbolData, forecasts: pd.DataFrame) -> None:
+        fc = forecasts.set_index("ts").drop(columns=["symbol"], errors="ignore").reindex(d.ts)
+        raw = pd.concat([fc, d.features], axis=1)
+        self.columns = list(raw.columns)
+        values = raw.to_numpy(dtype=np.float64)
+        fit = values[d.segments.agent]
+        fit = fit[np.isfinite(fit).all(axis=1)]
+        if len(fit) < 10:
+            raise EmptyRangeError(
+                f"{d.symbol}: only {len(fit)} agent-segment bars have forecasts and features; widen the "
+                "date range or lower cnn_window."
+            )
+        self.mean_ = fit.mean(axis=0)
+        std = fit.std(axis=0)
+        self.std_ = np.where(std > 1e-12, std, 1.0)
+        self.values = np.clip((values - self.mean_) / self.std_, -10.0, 10.0).astype(np.float32)
+        self.data = d
+
+    def segment(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, slice]:
+        """Observations, opens and closes of the finite rows of one segment, and their bar slice."""
+        sl = getattr(self.data.segments, name)
+        finite = np.isfinite(self.values[sl]).all(axis=1)
+        first = sl.start + int(np.argmax(finite)) if finite.any() else sl.stop
+        if not np.isfinite(self.values[first : sl.stop]).all():
+            raise EmptyRangeError(
+                f"{self.data.symbol}: the {name} segment has bars without forecasts or features after its "
+                "warm-up; re-run `alphaloom features` and `alphaloom train cnn-lstm`."
+            )
+        rows = slice(first, sl.stop)
+        bars = self.data.bars.iloc[rows]
+        return (
+            self.values[rows],
+            bars["open"].to_numpy(dtype=np.float64),
+            bars["close"].to_numpy(dtype=np.float64),
+            rows,
+        )
+
+
+def _observations(ws: Workspace, config: RunConfig) -> list[_Observations]:
+    data = _symbol_data(ws, config)
+    with ws.require_store() as store:
+        if not store.has_frame(FORECASTS_TABLE):
+            raise _missing(ws, "forecasts", "train cnn-lstm")
+        forecasts = store.read_frame(FORECASTS_TABLE, list(config.symbols))
+    return [_Observations(d, forecasts[forecasts["symbol"] == d.symbol]) for d in data]
+
+
+def _env_config(config: RunConfig, *, episode_len: int | None):
+    from alphaloom.rl import TradingEnvConfig
+
+    return TradingEnvConfig(
+        costs=config.costs,
+        episode_len=episode_len,
+        initial_cash=config.initial_cash,
+        min_trade_weight=_MIN_TRADE_WEIGHT,
+    )
+
+
+_MIN_TRADE_WEIGHT = 1e-3
+AGENT_NAMES = ("ppo", "sac", "td3", "rainbow")
+
+
+def _make_agent(name: str, seed: int):
+    from alphaloom.rl.agents import (
+        PPOAgent,
+        PPOConfig,
+        RainbowConfig,
+        RainbowDQNAgent,
+        SACAgent,
+        SACConfig,
+        TD3Agent,
+        TD3Config,
+    )
+
+    if name == "ppo":
+        return PPOAgent(PPOConfig(seed=seed))
+    if name == "sac":
+        return SACAgent(SACConfig(seed=seed, learning_starts=200))
+    if name == "td3":
+        return TD3Agent(TD3Config(seed=seed, learning_starts=200))
+    return RainbowDQNAgent(RainbowConfig(seed=seed, learning_starts=200))
+
+
+def train_agents(ws: Workspace, config: RunConfig, progress: StageProgress | None = None) -> dict:
+    """Train PPO, SAC, TD3 and Rainbow DQN across the symbols' agent segments (one env per symbol)."""
+    from alphaloom.rl import make_vec_env
+
+    progress = progress or NullProgress()
+    observations = _observations(ws, config)
+    segs = [o.segment("agent") for o in observations]
+    env_cfg = _env_config(config, episode_len=min(config.rl_episode_len, min(len(s[0]) for s in segs) - 1))
+    rows = []
+    agents_dir = ws.models_dir / "rl"
+    for name in AGENT_NAMES:
+        budget = getattr(config.rl_budget, name)
+        task = progress.task(f"train {name}", total=budget)
+        vec = make_vec_env(
+            [s[0] for s in segs], [s[1] for s in segs], [s[2] for s in segs], env_cfg, seed=config.seed
+        )
+        agent = _make_agent(name, config.seed)
+        t0 = time.perf_counter()
+        agent.train(vec, budget, progress=lambda done, total, t=task: t.update(done, total=total))
+        secs = time.perf_counter() - t0
+        vec.close()
+        agent.save(agents_dir / name)
+        rows.append(
+            {
+                "agent": name,
+                "timesteps": budget,
+                "seconds": round(secs, 2),
+                "steps_per_s": round(budget / secs, 1),
+            }
+        )
+    info = {"agents": rows, "observation_columns": observations[0].columns, "n_symbols": len(segs)}
+    ws.record("train_rl", info)
+    return info
+
+
+def _load_agents(ws: Workspace):
+    from alphaloom.rl.agents import Agent
+
+    agents = []
+    for name in AGENT_NAMES:
+        path = ws.models_dir / "rl" / name
+        candidates = sorted(ws.models_dir.glob(f"rl/{name}*"))
+        if not candidates:
+            raise _missing(ws, f"trained {name} agent", "train rl")
+        agents.append(Agent.load(candidates[0] if not path.exists() else path))
+    return agents
+
+
+# ----------------------------------------------------------------------------------------- backtest
+def _ensemble_rollout(env, ensemble, symbol: str, ts: pd.DatetimeIndex):
+    """Run the ensemble over ``env``'s series, feeding it each decision's realised return afterwards."""
+    closes = env.close_prices
+    state = {"bar": None}
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        bar = state["bar"]
+        if bar is not None:  # the previous decision's outcome is now known: score it before acting again
+            now = state["now"]
+            ensemble.update(float(closes[now] / closes[bar] - 1.0))
+        action, _signal = ensemble.act(obs, ts=ts[state.get("now", 0)].to_pydatetime(), symbol=symbol)
+        state["bar"] = state.get("now", 0)
+        return action
+
+    def on_step(info: dict) -> None:
+        state["now"] = int(info["bar"])
+
+    return env.rollout(policy, on_step=on_step)
+
+
+def run_backtests(ws: Workspace, config: RunConfig, progress: StageProgress | None = None) -> pd.DataFrame:
+    """Backtest each agent, the ensemble and buy-and-hold on every symbol's untouched test segment."""
+    from alphaloom.backtest.engine import buy_and_hold, periods_per_year_for, run_backtest
+    from alphaloom.rl import EnsembleConfig, RLEnsemble, SingleAssetTradingEnv
+
+    progress = progress or NullProgress()
+    observations = _observations(ws, config)
+    agents = _load_agents(ws)
+    with ws.require_store() as store:
+        instruments = store.instruments()
+    env_cfg = _env_config(config, episode_len=None)
+    task = progress.task("backtest", total=len(observations) * (len(agents) + 2))
+    results = []
+    weights_rows = []
+    for o in observations:
+        obs, opens, closes, rows = o.segment("test")
+        bars = o.data.bars.iloc[rows].reset_index(drop=True)
+        sym = o.data.symbol
+        inst = instruments.get(sym)
+        ppy = periods_per_year_for(inst.calendar) if inst is not None else 252
+        env = SingleAssetTradingEnv(obs, opens, closes, env_cfg)
+        common = {
+            "costs": config.costs,
+            "initial_cash": config.initial_cash,
+            "periods_per_year": ppy,
+            "min_trade_weight": _MIN_TRADE_WEIGHT,
+        }
+        results.append(buy_and_hold(bars, **common))
+        task.advance()
+        for agent in agents:
+            roll = env.rollout(lambda x, a=agent: a.predict(x, deterministic=True))
+            results.append(run_backtest(bars, roll.targets, name=agent.name, **common))
+            task.advance()
+        ensemble = RLEnsemble(
+            agents,
+            EnsembleConfig(
+                method=config.ensemble_method,
+                window=config.ensemble_window,
+                confidence_threshold=config.ensemble_confidence,
+                seed=config.seed,
+            ),
+        )
+        roll = _ensemble_rollout(env, ensemble, sym, pd.DatetimeIndex(bars["ts"]))
+        res = run_backtest(bars, roll.targets, name=f"ensemble_{config.ensemble_method}", **common)
+        results.append(res)
+        for step in ensemble.steps_:
+            weights_rows.append(
+                {
+                    "symbol": sym,
+                    "step": step.step,
+                    **{n: float(w) for n, w in zip(ensemble.names_, step.weights, strict=True)},
+                }
+            )
+        task.advance()
+    _store_results(ws, results)
+    with ws.open_store() as store:
+        store.write_frame("ensemble_weights", pd.DataFrame(weights_rows))
+    summary = _summary(results)
+    ws.record("backtest", {"rows": summary.to_dict(orient="records")})
+    return summary
+
+
+def _summary(results) -> pd.DataFrame:
+    rows = []
+    for r in results:
+        s = r.stats()
+        rows.append(
+            {
+                "symbol": r.symbol,
+                "strategy": r.name,
+                "total_return": s["total_return"],
+                "cagr": s["cagr"],
+                "sharpe": s["sharpe"],
+                "max_drawdown": s["max_drawdown"],
+                "turnover": s["turnover"],
+                "exposure": s["exposure"],
+                "n_trades": int(s["n_trades"]),
+                "final_equity": s["final_equity"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _store_results(ws: Workspace, results) -> None:
+    frames = []
+    for r in results:
+        f = r.to_frame().reset_index()
+        f.insert(0, "strategy", r.name)
+        f.insert(0, "symbol", r.symbol)
+        f["initial_cash"] = r.initial_cash
+        f["periods_per_year"] = r.periods_per_year
+        frames.append(f)
+    with ws.open_store() as store:
+        store.write_frame(RESULTS_TABLE, pd.concat(frames, ignore_index=True), replace_symbols=False)
+
+
+def load_results(ws: Workspace) -> list:
+    """Rebuild the stored backtest results (for the report stage)."""
+    from alphaloom.backtest.engine import BacktestResult
+
+    with ws.require_store() as store:
+        if not store.has_frame(RESULTS_TABLE):
+            raise _missing(ws, "backtest results", "backtest")
+        frame = store.read_frame(RESULTS_TABLE)
+    out = []
+    for (sym, name), g in frame.groupby(["symbol", "strategy"], sort=False):
+        g = g.sort_values("ts")
+        arrays = {
+            c: g[c].to_numpy()
+            for c in g.columns
+            if c not in ("symbol", "strategy", "ts", "initial_cash", "periods_per_year")
+        }
+        out.append(
+            BacktestResult(
+                name=name,
+                symbol=sym,
+                ts=pd.DatetimeIndex(g["ts"]),
+                initial_cash=float(g["initial_cash"].iloc[0]),
+                periods_per_year=float(g["periods_per_year"].iloc[0]),
+                **arrays,
+            )
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------------------- report
+def build_report(ws: Workspace, config: RunConfig | None = None) -> Path:
+    """Write ``reports/report.html`` from the stored backtest, validation and model tables."""
+    from alphaloom.backtest.report import write_html_report
+
+    results = load_results(ws)
+    extra: dict[str, pd.DataFrame] = {}
+    with ws.require_store() as store:
+        for title, name in (
+            ("CNN+LSTM out-of-sample forecast metrics", "forecast_metrics"),
+            ("Data validation issues", ISSUES_TABLE),
+        ):
+            if store.has_frame(name):
+                extra[title] = store.read_frame(name)
+    manifest = ws.manifest()
+    if "train_rl" in manifest:
+        extra["RL agent training"] = pd.DataFrame(manifest["train_rl"]["agents"])
+    notes = [
+        "Decisions use data up to each bar's close and are filled at the next bar's open, with commission "
+        "and slippage charged on every trade.",
+        "Segments per symbol: forecaster training | agent training | out-of-sample test (this report).",
+    ]
+    if config is not None:
+        notes.append(
+            f"Costs: {config.costs.commission_bps} bps commission + {config.costs.slippage_bps} bps "
+            "slippage; "
+            f"seed {config.seed}; ensemble method {config.ensemble_method}."
+        )
+    path = write_html_report(
+        ws.reports_dir / "report.html",
+        results,
+        title="alphaloom: out-of-sample backtest",
+        extra_tables=extra,
+        notes=notes,
+    )
+    ws.record("report", {"path": str(path)})
+    return path
 
 
 def _table(title: str, frame: pd.DataFrame, *, float_fmt: str = "{:.4g}") -> Table:

@@ -1,0 +1,126 @@
+"""The command line: help for every subcommand, and one-line errors with exit code 2 for bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SUBCOMMANDS = [
+    ["demo"],
+    ["data", "ingest"],
+    ["data", "list"],
+    ["data", "validate"],
+    ["features"],
+    ["train", "cnn-lstm"],
+    ["train", "rl"],
+    ["backtest"],
+    ["report"],
+]
+
+
+def run_cli(*args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "ALPHALOOM_DATA_DIR"}
+    env["COLUMNS"] = "200"
+    if data_dir is not None:
+        env["ALPHALOOM_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "alphaloom.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error:")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_help_lists_every_subcommand() -> None:
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for name in ("demo", "data", "features", "train", "backtest", "report"):
+        assert name in proc.stdout
+    data_help = run_cli("data", "--help").stdout
+    assert all(name in data_help for name in ("ingest", "list", "validate"))
+
+
+@pytest.mark.parametrize("args", SUBCOMMANDS, ids=" ".join)
+def test_each_subcommand_has_help(args: list[str]) -> None:
+    proc = run_cli(*args, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "--data-dir" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli_store")
+    proc = run_cli("data", "ingest", "--sample", "crypto_daily", data_dir=root)
+    assert proc.returncode == 0, proc.stderr
+    return root
+
+
+def test_ingest_is_idempotent_from_the_cli(store_dir: Path) -> None:
+    proc = run_cli("data", "ingest", "--sample", "crypto_daily", data_dir=store_dir)
+    assert proc.returncode == 0, proc.stderr
+    row = next(ln for ln in proc.stdout.splitlines() if "crypto_daily" in ln)
+    cells = [c.strip() for c in row.strip("│┃ ").split("│")]
+    rows, inserted, updated, unchanged = (int(cells[i]) for i in (1, 3, 4, 5))
+    assert (inserted, updated, unchanged) == (0, 0, rows)
+    listing = run_cli("data", "list", data_dir=store_dir).stdout
+    assert "BTCUSD" in listing
+    assert "ETHUSD" in listing
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    proc = run_cli("data", "ingest", "--file", str(tmp_path / "nope.csv"), "--symbol", "X", data_dir=tmp_path)
+    assert_one_line_error(proc, "nope.csv", "does not exist")
+
+
+def test_malformed_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,open,high,low\n2020-01-01,1,2,0.5\n")
+    proc = run_cli("data", "ingest", "--file", str(bad), "--symbol", "X", data_dir=tmp_path)
+    assert_one_line_error(proc, "close")
+
+
+def test_unparsable_values(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,open,high,low,close,volume\n2020-01-01,1,2,0.5,abc,10\n")
+    proc = run_cli("data", "ingest", "--file", str(bad), "--symbol", "X", data_dir=tmp_path)
+    assert_one_line_error(proc, "close")
+
+
+def test_unknown_symbol(store_dir: Path) -> None:
+    proc = run_cli("features", "--symbols", "BTCUSDD", data_dir=store_dir)
+    assert_one_line_error(proc, "BTCUSDD", "BTCUSD")
+
+
+def test_empty_date_range(store_dir: Path) -> None:
+    proc = run_cli("features", "--symbols", "BTCUSD", "--start", "2030-01-01", data_dir=store_dir)
+    assert_one_line_error(proc, "2030")
+    proc = run_cli(
+        "features", "--symbols", "BTCUSD", "--start", "2019-01-01", "--end", "2018-01-01", data_dir=store_dir
+    )
+    assert_one_line_error(proc, "empty")
+
+
+def test_bad_date(store_dir: Path) -> None:
+    proc = run_cli("features", "--symbols", "BTCUSD", "--start", "yesterday-ish", data_dir=store_dir)
+    assert_one_line_error(proc, "yesterday-ish")
+
+
+def test_stage_before_its_inputs_exist(tmp_path: Path) -> None:
+    proc = run_cli("backtest", data_dir=tmp_path)
+    assert_one_line_error(proc, "alphaloom")
