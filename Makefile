@@ -34,7 +34,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests bench
 
 bench: $(STAMP)
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b $(ARGS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) .alphaloom build dist *.egg-info src/*.egg-info .pytest_cache .ruff_cache

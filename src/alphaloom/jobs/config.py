@@ -41,10 +41,10 @@ class SplitConfig(ComponentConfig):
 class RLBudget(ComponentConfig):
     """Training timesteps for each agent (summed over the vectorised environments)."""
 
-    ppo: int = Field(default=40_000, ge=64)
-    sac: int = Field(default=8_000, ge=64)
-    td3: int = Field(default=8_000, ge=64)
-    rainbow: int = Field(default=15_000, ge=64)
+    ppo: int = Field(default=200_000, ge=64)
+    sac: int = Field(default=50_000, ge=64)
+    td3: int = Field(default=50_000, ge=64)
+    rainbow: int = Field(default=60_000, ge=64)
 
 
 class RunConfig(ComponentConfig):
@@ -58,7 +58,7 @@ class RunConfig(ComponentConfig):
     split: SplitConfig = SplitConfig()
     costs: CostModel = CostModel(commission_bps=1.0, slippage_bps=2.0)
     initial_cash: float = Field(default=100_000.0, gt=0)
-    cnn_epochs: int = Field(default=8, ge=1)
+    cnn_epochs: int = Field(default=20, ge=1)
     cnn_window: int = Field(default=32, ge=8)
     cnn_hidden: int = Field(default=32, ge=4)
     rl_budget: RLBudget = RLBudget()
@@ -77,6 +77,6 @@ class RunConfig(ComponentConfig):
             cnn_epochs=2,
             cnn_window=16,
             cnn_hidden=16,
-            rl_budget=RLBudget(ppo=2_048, sac=600, td3=600, rainbow=1_200),
+            rl_budget=RLBudget(ppo=4_096, sac=1_000, td3=1_000, rainbow=2_000),
             rl_episode_len=64,
         )

@@ -515,13 +515,11 @@ def run_backtests(ws: Workspace, config: RunConfig, progress: StageProgress | No
         inst = instruments.get(sym)
         ppy = periods_per_year_for(inst.calendar) if inst is not None else 252
         env = SingleAssetTradingEnv(obs, opens, closes, env_cfg)
-        common = {
-            "costs": config.costs,
-            "initial_cash": config.initial_cash,
-            "periods_per_year": ppy,
-            "min_trade_weight": _MIN_TRADE_WEIGHT,
-        }
+        common = {"costs": config.costs, "initial_cash": config.initial_cash, "periods_per_year": ppy}
         results.append(buy_and_hold(bars, **common))
+        # Agents' targets replay through the engine with the env's own no-trade band, so the equity each
+        # agent earned in its rollout is exactly what the backtest reports.
+        common["min_trade_weight"] = _MIN_TRADE_WEIGHT
         task.advance()
         for agent in agents:
             roll = env.rollout(lambda x, a=agent: a.predict(x, deterministic=True))
