@@ -31,8 +31,8 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 import numpy.typing as npt
+import pandas as pd
 
 from alphaloom.core.exceptions import ConfigError, DataFormatError
 
