@@ -1,26 +1,20 @@
-"""Bars for the backtest tests: real daily SPY and seeded synthetic walks."""
+"""Bars for the backtest tests: real daily SPY and IWM (the shipped sample) and seeded synthetic walks."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-STOCKS = Path("/work/shared/data/stocks/lean_us_equities_daily_raw_1998-2021.csv.gz")
-COLUMNS = ["symbol", "ts", "open", "high", "low", "close", "volume"]
+from alphaloom.data.sample import load_sample
 
 
 @pytest.fixture(scope="session")
 def stock_panel() -> pd.DataFrame:
-    if not STOCKS.exists():
-        pytest.skip(f"real market data not available at {STOCKS}")
-    raw = pd.read_csv(STOCKS)
-    raw["ts"] = pd.to_datetime(raw["timestamp"], utc=True)
-    frame = raw[COLUMNS].astype({c: "float64" for c in COLUMNS[2:]})
-    return frame.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
+    """The shipped Lean US equities panel (real, split- and dividend-adjusted daily bars)."""
+    return load_sample("us_equities_daily")
 
 
 @pytest.fixture(scope="session")

@@ -1,37 +1,24 @@
-"""Bars for the feature tests: real daily stocks and forex, and seeded synthetic walks."""
+"""Bars for the feature tests: real daily stocks and forex (the shipped sample) and seeded synthetic walks."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-DATA = Path("/work/shared/data")
-STOCKS = DATA / "stocks" / "lean_us_equities_daily_raw_1998-2021.csv.gz"
-FOREX = DATA / "forex" / "lean_fxcm_daily_bidask_2007-2018.csv.gz"
-COLUMNS = ["symbol", "ts", "open", "high", "low", "close", "volume"]
-
-
-def _canonical(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        pytest.skip(f"real market data not available at {path}")
-    raw = pd.read_csv(path)
-    raw["ts"] = pd.to_datetime(raw["timestamp"], utc=True)
-    frame = raw[COLUMNS].astype({c: "float64" for c in COLUMNS[2:]})
-    return frame.sort_values(["symbol", "ts"], kind="stable").reset_index(drop=True)
+from alphaloom.data.sample import load_sample
 
 
 @pytest.fixture(scope="session")
 def stock_panel() -> pd.DataFrame:
-    return _canonical(STOCKS)
+    return load_sample("us_equities_daily")
 
 
 @pytest.fixture(scope="session")
 def fx_panel() -> pd.DataFrame:
-    return _canonical(FOREX)
+    return load_sample("fx_daily")
 
 
 @pytest.fixture(scope="session")
