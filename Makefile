@@ -1,5 +1,6 @@
 # One entry point per check; CI calls these same targets.
-PYTHON ?= python3.11
+# Python 3.11 when present, else the python3 on PATH (3.11 or newer).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

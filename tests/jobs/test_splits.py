@@ -46,3 +46,19 @@ def test_quick_config_is_smaller_than_default() -> None:
     assert set(quick.symbols) < set(full.symbols)
     assert quick.rl_budget.ppo < full.rl_budget.ppo
     assert quick.config_hash() != full.config_hash()
+
+
+def test_example_config_file_loads_and_rejects_typos(tmp_path) -> None:
+    from pathlib import Path
+
+    from alphaloom.core.config import read_config_file
+    from alphaloom.core.exceptions import ConfigError
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "run.toml"
+    cfg = RunConfig.from_dict(read_config_file(example), source=str(example))
+    assert cfg.symbols == ("SPY", "AAPL", "EURUSD", "BTCUSD")
+    assert cfg.split.embargo_bars == 5
+    bad = tmp_path / "bad.toml"
+    bad.write_text(example.read_text().replace("ensemble_window", "ensemble_windw"))
+    with pytest.raises(ConfigError, match="Did you mean 'ensemble_window'"):
+        RunConfig.from_dict(read_config_file(bad), source=str(bad))
