@@ -162,3 +162,21 @@ def test_fills_conserve_money(fills: list[tuple[Side, float, float, float]], mar
     marked = pf.model_copy(update={"positions": {"X": pos}})
     identity = cash0 + pos.realized_pnl + pos.unrealized_pnl - fees
     assert math.isclose(marked.total_value, identity, rel_tol=1e-9, abs_tol=1e-5)
+
+
+def test_quote_trade_and_account_validate() -> None:
+    from alphaloom.core import Account, Quote, Trade
+
+    q = Quote(symbol="EURUSD", ts=T0, bid=1.1000, ask=1.1002, ts_received=T0 + timedelta(milliseconds=5))
+    assert q.mid == pytest.approx(1.1001)
+    assert q.spread == pytest.approx(0.0002)
+    crossed = Quote(symbol="EURUSD", ts=T0, bid=1.1002, ask=1.1000)  # real feeds send these; flagged later
+    assert crossed.spread < 0
+    with pytest.raises(DataFormatError, match="bid"):
+        Quote(symbol="EURUSD", ts=T0, bid=0.0, ask=1.1)
+    t = Trade(symbol="BTCUSD", ts=T0, price=50_000, size=0.5, side="sell", trade_id="42")
+    assert t.side is Side.SELL
+    with pytest.raises(DataFormatError, match="size"):
+        Trade(symbol="BTCUSD", ts=T0, price=50_000, size=0.0)
+    with pytest.raises(DataFormatError, match="no timezone"):
+        Account(account_id="a", cash=1.0, equity=1.0, ts=datetime(2020, 1, 1))  # noqa: DTZ001

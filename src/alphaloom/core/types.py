@@ -35,6 +35,7 @@ from alphaloom.core.timeutil import ensure_utc
 
 __all__ = [
     "BAR_COLUMNS",
+    "Account",
     "AssetClass",
     "Bar",
     "Fill",
@@ -45,9 +46,11 @@ __all__ = [
     "OrderType",
     "Portfolio",
     "Position",
+    "Quote",
     "Side",
     "SignalAction",
     "TimeInForce",
+    "Trade",
     "TradingSignal",
     "new_client_order_id",
 ]
@@ -400,3 +403,61 @@ class Portfolio(_Domain):
     @field_serializer("positions")
     def _ser_positions(self, v: Mapping[str, Position]) -> dict[str, Position]:
         return dict(v)
+
+
+class Quote(_Domain):
+    """Top of book. ``ts`` is the venue's event time; ``ts_received`` when we got it (both UTC).
+
+    A crossed or locked book (``bid >= ask``) is representable, because real feeds send it; the validator
+    flags it rather than the type refusing it.
+    """
+
+    symbol: Symbol
+    ts: datetime
+    bid: PositiveFloat
+    ask: PositiveFloat
+    bid_size: NonNegativeFloat | None = None
+    ask_size: NonNegativeFloat | None = None
+    exchange: str = ""
+    ts_received: datetime | None = None
+
+    _ts = field_validator("ts")(classmethod(lambda cls, v: _utc(v)))
+    _ts_received = field_validator("ts_received")(classmethod(lambda cls, v: None if v is None else _utc(v)))
+
+    @property
+    def mid(self) -> float:
+        return 0.5 * (self.bid + self.ask)
+
+    @property
+    def spread(self) -> float:
+        return self.ask - self.bid
+
+
+class Trade(_Domain):
+    """One print on the tape. ``side`` is the taker's side when the venue reports it."""
+
+    symbol: Symbol
+    ts: datetime
+    price: PositiveFloat
+    size: PositiveFloat
+    side: Side | None = None
+    trade_id: str = ""
+    exchange: str = ""
+    ts_received: datetime | None = None
+
+    _ts = field_validator("ts")(classmethod(lambda cls, v: _utc(v)))
+    _ts_received = field_validator("ts_received")(classmethod(lambda cls, v: None if v is None else _utc(v)))
+
+
+class Account(_Domain):
+    """A venue account's balances in its currency. ``equity`` includes open positions at market."""
+
+    account_id: Annotated[str, Field(min_length=1)]
+    currency: Annotated[str, Field(min_length=1, max_length=16)] = "USD"
+    cash: FiniteFloat
+    equity: FiniteFloat
+    buying_power: FiniteFloat | None = None
+    venue: str = ""
+    ts: datetime
+
+    _ts = field_validator("ts")(classmethod(lambda cls, v: _utc(v)))
