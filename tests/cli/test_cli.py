@@ -14,6 +14,7 @@ SUBCOMMANDS = [
     ["data", "ingest"],
     ["data", "list"],
     ["data", "validate"],
+    ["data", "quarantine"],
     ["features"],
     ["train", "cnn-lstm"],
     ["train", "rl"],
@@ -53,7 +54,7 @@ def test_help_lists_every_subcommand() -> None:
     for name in ("demo", "data", "features", "train", "backtest", "report"):
         assert name in proc.stdout
     data_help = run_cli("data", "--help").stdout
-    assert all(name in data_help for name in ("ingest", "list", "validate"))
+    assert all(name in data_help for name in ("ingest", "list", "validate", "quarantine"))
 
 
 @pytest.mark.parametrize("args", SUBCOMMANDS, ids=" ".join)
@@ -124,3 +125,31 @@ def test_bad_date(store_dir: Path) -> None:
 def test_stage_before_its_inputs_exist(tmp_path: Path) -> None:
     proc = run_cli("backtest", data_dir=tmp_path)
     assert_one_line_error(proc, "alphaloom")
+
+
+def test_bad_rows_are_quarantined_at_ingest_not_dropped(tmp_path: Path) -> None:
+    bars = tmp_path / "bars.csv"
+    bars.write_text(
+        "timestamp,open,high,low,close,volume\n"
+        "2020-01-01,10,12,9,11,100\n"
+        "2020-01-02,10,9,9.5,11,100\n"  # high below open: inconsistent
+        "2020-01-03,-1,12,9,11,100\n"  # negative price
+        "2020-01-03,10,12,9,11,100\n"  # the good copy of that day
+    )
+    proc = run_cli("data", "ingest", "--file", str(bars), "--symbol", "TEST", data_dir=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    row = next(ln for ln in proc.stdout.splitlines() if "bars.csv" in ln)
+    cells = [c.strip() for c in row.strip("│┃ ").split("│")]
+    assert (int(cells[1]), int(cells[3]), int(cells[6])) == (4, 2, 2)  # rows, inserted, quarantined
+    shown = run_cli("data", "quarantine", data_dir=tmp_path).stdout
+    assert "ohlc_inconsistent" in shown
+    assert "non_positive_price" in shown
+    listing = run_cli("data", "list", data_dir=tmp_path).stdout
+    assert "TEST" in listing
+    # the good 2020-01-03 bar survives the quarantined bad copy of the same day
+    from alphaloom.jobs.config import RunConfig
+    from alphaloom.jobs.stages import load_symbol_bars
+    from alphaloom.jobs.workspace import Workspace
+
+    kept = load_symbol_bars(Workspace.resolve(tmp_path), RunConfig(symbols=("TEST",)))
+    assert [str(t.date()) for t in kept["ts"]] == ["2020-01-01", "2020-01-03"]

@@ -172,6 +172,26 @@ def data_validate(
     out.print(stages.validation_table(result))
 
 
+@data_app.command("quarantine")
+def data_quarantine(
+    data_dir: DataDir = None,
+    symbols: Symbols = None,
+    limit: Annotated[int, typer.Option("--limit", help="Rows to show (0 = all).")] = 50,
+    export: Annotated[
+        Path | None, typer.Option("--export", help="Write every quarantined row to this CSV file.")
+    ] = None,
+) -> None:
+    """Show the rows the validator quarantined, with the reason for each."""
+    from alphaloom.jobs import stages
+
+    ws = _workspace(data_dir)
+    sym_list = [s.strip() for s in symbols.split(",")] if symbols else None
+    table, n = stages.quarantine_table(ws, sym_list, limit=limit, export=export)
+    out.print(table)
+    if export is not None:
+        out.print(f"quarantine: {n} rows written to {export}")
+
+
 @app.command()
 def features(
     data_dir: DataDir = None,

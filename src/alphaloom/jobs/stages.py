@@ -33,6 +33,7 @@ __all__ = [
     "list_table",
     "load_symbol_bars",
     "metrics_table",
+    "quarantine_table",
     "run_backtests",
     "summary_table",
     "train_agents",
@@ -58,22 +59,34 @@ def ingest(
     timeframe: str = "1d",
     progress: StageProgress | None = None,
 ) -> list[dict[str, Any]]:
-    """Load shipped sample sets and/or bar files into the store. Returns one row of counts per source."""
+    """Load shipped sample sets and/or bar files into the store. Returns one row of counts per source.
+
+    Each source is validated on the way in: rows that fail a row check (bad prices, inconsistent OHLC,
+    duplicates) go to the quarantine table with their reason instead of the bars table, so one bad row
+    neither blocks a file nor disappears.
+    """
     from alphaloom.data.instruments import SAMPLE_INSTRUMENTS
     from alphaloom.data.loaders import read_bars_file
     from alphaloom.data.sample import SAMPLE_SETS, load_sample
+    from alphaloom.data.validator import DataValidator, ValidatorConfig
 
     progress = progress or NullProgress()
     names = list(samples) if samples else ([] if files else list(SAMPLE_SETS))
     sources: list[tuple[str, Any]] = [(f"sample:{n}", n) for n in names] + [(str(f), f) for f in files]
     task = progress.task("ingest", total=len(sources))
+    validator = DataValidator(ValidatorConfig())
     rows = []
     with ws.open_store() as store:
         store.write_instruments(list(SAMPLE_INSTRUMENTS.values()))
+        instruments = store.instruments()
         for label, src in sources:
             t0 = time.perf_counter()
             bars = load_sample([src]) if isinstance(src, str) else read_bars_file(src, symbol=symbol)
-            res = store.write_bars(bars, timeframe=timeframe, source=label)
+            checked = validator.validate(bars, instruments)
+            res = store.write_bars(checked.clean, timeframe=timeframe, source=label)
+            quarantined = (
+                store.quarantine(checked.quarantined, timeframe=timeframe) if len(checked.quarantined) else 0
+            )
             rows.append(
                 {
                     "source": label,
@@ -82,9 +95,14 @@ def ingest(
                     "inserted": res.inserted,
                     "updated": res.updated,
                     "unchanged": res.unchanged,
+                    "quarantined": len(checked.quarantined),
                     "seconds": round(time.perf_counter() - t0, 3),
                 }
             )
+            if quarantined:
+                progress.log(
+                    f"{label}: {len(checked.quarantined)} row(s) quarantined; see `alphaloom data quarantine`"
+                )
             task.advance()
     ws.record("ingest", {"sources": rows})
     return rows
@@ -117,9 +135,11 @@ def load_symbol_bars(ws: Workspace, config: RunConfig, *, exclude_quarantined: b
         bars = store.read_bars(list(config.symbols), start, end)
         quarantined = store.read_quarantine(list(config.symbols)) if exclude_quarantined else None
     if quarantined is not None and len(quarantined):
-        key = pd.MultiIndex.from_frame(bars[["symbol", "ts"]])
-        bad = pd.MultiIndex.from_frame(quarantined[["symbol", "ts"]])
-        bars = bars[~key.isin(bad)].reset_index(drop=True)
+        # Exclude a stored bar only if it *is* a quarantined row (same values): a bad duplicate quarantined
+        # at ingest must not take the good bar stored for the same time with it.
+        cols = ["symbol", "ts", "open", "high", "low", "close"]
+        hit = bars[cols].merge(quarantined[cols].drop_duplicates(), on=cols, how="left", indicator=True)
+        bars = bars[(hit["_merge"] == "left_only").to_numpy()].reset_index(drop=True)
     if config.max_bars_per_symbol:
         bars = bars.groupby("symbol", sort=False).tail(config.max_bars_per_symbol).reset_index(drop=True)
     return bars
@@ -134,7 +154,8 @@ def validate(ws: Workspace, config: RunConfig, *, all_symbols: bool = False):
         symbols = None if all_symbols else list(config.symbols)
         bars = store.read_bars(symbols, start, end)
         result = DataValidator(ValidatorConfig()).validate(bars, store.instruments())
-        store.clear_quarantine(sorted(bars["symbol"].unique()))
+        # Quarantine is keyed (symbol, timeframe, ts, check), so re-validating adds nothing twice, and rows
+        # quarantined at ingest (never stored as bars) keep their record.
         n_quarantined = store.quarantine(result.quarantined) if len(result.quarantined) else 0
         summary = result.summary()
         store.write_frame(ISSUES_TABLE, summary.astype({c: str for c in summary.columns if c != "count"}))
@@ -163,6 +184,20 @@ def validation_table(result) -> Table:
     )
     grouped["example"] = grouped["example"].str.slice(0, 90)
     return _table(title, grouped)
+
+
+def quarantine_table(
+    ws: Workspace, symbols: Sequence[str] | None, *, limit: int = 50, export: Path | None = None
+) -> tuple[Table, int]:
+    """The quarantined rows (newest first), and optionally all of them written to a CSV file."""
+    with ws.require_store() as store:
+        rows = store.read_quarantine(symbols)
+    if export is not None:
+        export.parent.mkdir(parents=True, exist_ok=True)
+        rows.to_csv(export, index=False)
+    shown = rows if limit <= 0 else rows.head(limit)
+    title = f"Quarantine: {len(rows):,} rows" + (f" (first {len(shown)})" if len(shown) < len(rows) else "")
+    return _table(title, shown), len(rows)
 
 
 # ------------------------------------------------------------------------------------------- features
