@@ -192,6 +192,49 @@ def data_quarantine(
         out.print(f"quarantine: {n} rows written to {export}")
 
 
+@data_app.command("stream")
+def data_stream(
+    data_dir: DataDir = None,
+    venue: Annotated[
+        str, typer.Option("--venue", help="paper, oanda, coinbase, robinhood or ccxt.")
+    ] = "paper",
+    symbols: Symbols = None,
+    timeframe: Annotated[str, typer.Option("--timeframe", help="Bar size of the stream.")] = "1d",
+    speed: Annotated[
+        float, typer.Option("--speed", help="Paper replay speed: 0 = as fast as possible, 1 = real time.")
+    ] = 0.0,
+    start: Start = None,
+    end: End = None,
+    bus: Annotated[
+        str, typer.Option("--bus", help="memory (in-process) or redis (Redis Streams).")
+    ] = "memory",
+    redis_url: Annotated[str, typer.Option("--redis-url", help="Redis for --bus redis.")] = (
+        "redis://127.0.0.1:6379/0"
+    ),
+) -> None:
+    """Live ingestion: venue -> validator -> store and bus; a restart resumes with no loss or duplicates."""
+    from alphaloom.jobs import stages
+    from alphaloom.jobs.streaming import stream
+
+    ws = _workspace(data_dir)
+    sym_list = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else []
+    progress = _progress()
+    with progress.running():
+        info = stream(
+            ws,
+            venue=venue,
+            symbols=sym_list,
+            timeframe=timeframe,
+            speed=speed,
+            start=start,
+            end=end,
+            bus=bus,  # type: ignore[arg-type]
+            redis_url=redis_url,
+            progress=progress,
+        )
+    out.print(stages.metrics_table([info], "Stream"))
+
+
 @app.command()
 def features(
     data_dir: DataDir = None,
