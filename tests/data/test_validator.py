@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -11,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.pandas import column, data_frames, range_indexes
 
+from alphaloom.core.clock import SimulatedClock
 from alphaloom.core.exceptions import ConfigError, DataFormatError, DataValidationError
-from alphaloom.core.types import BAR_COLUMNS
+from alphaloom.core.types import BAR_COLUMNS, Bar, Quote, Trade
 from alphaloom.data import (
     CHECKS,
     SAMPLE_INSTRUMENTS,
@@ -22,6 +25,7 @@ from alphaloom.data import (
     ValidationResult,
     ValidatorConfig,
 )
+from alphaloom.data.validator import TRADE_TIMEFRAME, StreamValidator
 
 STOCK = {"AAA": Instrument("AAA", "stock", "XNYS")}
 FX = {"EURUSD": Instrument("EURUSD", "forex", "24/5")}
@@ -363,3 +367,225 @@ def test_clean_and_quarantined_partition_any_frame(raw: pd.DataFrame, quarantine
     right = combined[key].sort_values(key, na_position="first").reset_index(drop=True)
     left["ts"] = left["ts"].astype("datetime64[ns, UTC]")
     pd.testing.assert_frame_equal(left, right, check_dtype=False)
+
+
+# ---------------------------------------------------------------------- stale and degenerate bars
+
+
+def flat_run(bars: pd.DataFrame, rows: range, price: float, volume: float | None = 0.0) -> pd.DataFrame:
+    out = bars.copy()
+    out.loc[list(rows), ["open", "high", "low", "close"]] = price
+    out.loc[list(rows), "volume"] = np.nan if volume is None else volume
+    return out
+
+
+def test_stale_price_is_a_run_of_repeats_without_volume(make_bars) -> None:
+    bars = make_bars("AAA", n=30)
+    bars = flat_run(bars, range(5, 13), bars.loc[4, "close"])  # 8 bars repeat bar 4's close
+    bars.loc[4, ["open", "high", "low"]] = bars.loc[4, "close"]
+    bars = flat_run(bars, range(20, 25), bars.loc[19, "close"])  # only 5 repeats: not more than N
+    result = DataValidator().validate(bars, STOCK)
+    (stale,) = result.by_check("stale_price")
+    assert (stale.severity, stale.count, stale.ts) == ("warning", 8, bars.loc[5, "ts"])
+    assert "longest 8" in stale.message
+    assert result.quarantined.empty  # stale prices are reported, not refused
+    strict = DataValidator(ValidatorConfig(stale_max_repeats=4)).validate(bars, STOCK)
+    assert strict.by_check("stale_price")[0].count == 13
+
+
+def test_repeats_with_volume_are_not_stale(make_bars) -> None:
+    bars = make_bars("AAA", n=20)
+    bars = flat_run(bars, range(5, 15), bars.loc[4, "close"], volume=100.0)  # traded, just at one price
+    assert DataValidator().validate(bars, STOCK).by_check("stale_price") == []
+    quote_only = flat_run(make_bars("EURUSD", n=20), range(5, 15), 1.0, volume=None)
+    quote_only.loc[4, ["open", "high", "low", "close"]] = 1.0
+    assert DataValidator().validate(quote_only, FX).by_check("stale_price")[0].count == 10
+
+
+def test_degenerate_bars_are_flagged_when_nearly_all_are_one_price(make_bars) -> None:
+    bars = make_bars("AAA", n=20)
+    one_price = bars.assign(open=bars["close"], high=bars["close"], low=bars["close"])
+    (issue,) = DataValidator().validate(one_price, STOCK).by_check("degenerate_bars")
+    assert (issue.severity, issue.count) == ("warning", 20)
+    assert "open = high = low = close" in issue.message
+    half = pd.concat([one_price.iloc[:10], bars.iloc[10:]])
+    assert DataValidator().validate(half, STOCK).by_check("degenerate_bars") == []
+
+
+# ---------------------------------------------------------------------- quotes
+
+
+def test_quote_bars_crossed_and_locked_on_the_closing_quote(make_bars) -> None:
+    bars = make_bars("EURUSD", n=6).assign(bid_close=1.0, ask_close=1.1)
+    bars.loc[[1, 2], "bid_close"] = 1.2  # crossed
+    bars.loc[3, "bid_close"] = 1.1  # locked
+    bars.loc[4, ["bid_close", "ask_close"]] = np.nan
+    result = DataValidator().validate(bars, FX)
+    assert_partition(bars, result)
+    assert [(i.check, i.severity, i.count) for i in result.issues if "quote" in i.check] == [
+        ("crossed_quote", "warning", 2),
+        ("locked_quote", "warning", 1),
+        ("missing_quote", "info", 1),
+    ]
+    assert result.quarantined.empty
+    strict = DataValidator(ValidatorConfig(quarantine_crossed=True)).validate(bars, FX)
+    assert strict.quarantined["check"].tolist() == ["crossed_quote", "crossed_quote", "locked_quote"]
+    assert "bid=1.2 ask=1.1" in strict.quarantined["reason"].iloc[0]
+
+
+def quotes_frame(rows: list[tuple[float, float]], **extra: list) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "symbol": "IBM",
+            "ts": pd.date_range("2013-10-07 14:00", periods=len(rows), freq="s", tz="UTC"),
+            "bid": [r[0] for r in rows],
+            "ask": [r[1] for r in rows],
+            **extra,
+        }
+    )
+
+
+def test_validate_quotes() -> None:
+    rows = [(10.0, 10.1), (0.0, 10.1), (10.0, 0.0), (0.0, 0.0), (-1.0, 10.1), (np.nan, 10.1), (10.2, 10.1),
+            (10.1, 10.1)]  # fmt: skip
+    quotes = quotes_frame(rows, bid_size=[1, 1, 1, 1, 1, 1, 1, -5], suspicious=[0, 0, 0, 0, 0, 0, 1, 0])
+    quotes.loc[7, "ts"] = quotes.loc[0, "ts"]  # arrives out of order
+    result = DataValidator().validate_quotes(quotes)
+    assert len(result.clean) + len(result.quarantined) == len(quotes)
+    assert dict(zip(result.quarantined["bid"].fillna(-99), result.quarantined["check"], strict=True)) == {
+        0.0: "non_positive_price",
+        -1.0: "non_positive_price",
+        -99: "missing_price",
+        10.1: "non_positive_size",
+    }
+    found = {i.check: (i.severity, i.count) for i in result.issues}
+    assert found["one_sided_quote"] == ("info", 2)  # one side 0: an update of the other side only
+    assert found["crossed_quote"] == ("warning", 1)
+    assert found["suspicious_flag"] == ("warning", 1)
+    assert found["out_of_order"] == ("warning", 1)
+    assert "locked_quote" not in found  # the locked row failed on its size first
+    assert list(result.clean.columns) == ["symbol", "ts", "bid", "ask", "bid_size", "suspicious"]
+    assert result.clean["ts"].is_monotonic_increasing
+
+
+def test_validate_trades() -> None:
+    trades = pd.DataFrame(
+        {
+            "symbol": "BTCUSDT",
+            "ts": pd.date_range("2024-08-08 23:54", periods=5, freq="ms", tz="UTC"),
+            "price": [1.0, 1.0, np.nan, 1.0, -2.0],
+            "size": [1.0, 0.0, 1.0, 1.0, 1.0],
+            "trade_id": [1, 2, 3, 1, 5],
+        }
+    )
+    result = DataValidator().validate_trades(trades)
+    assert result.quarantined["check"].tolist() == [
+        "non_positive_size",
+        "missing_price",
+        "duplicate_trade_id",
+        "non_positive_price",
+    ]
+    assert "trade_id 1 repeats" in result.quarantined["reason"].iloc[2]
+    assert len(result.clean) == 1
+    with pytest.raises(DataFormatError, match="timezone-aware"):
+        DataValidator().validate_trades(trades.assign(ts=trades["ts"].dt.tz_localize(None)))
+
+
+# ---------------------------------------------------------------------- the stream validator
+
+T0 = pd.Timestamp("2024-01-01", tz="UTC").to_pydatetime()
+
+
+def sbar(k: int, close: float, *, volume: float | None = 1.0, symbol: str = "BTCUSD", **prices: float) -> Bar:
+    values = {"open": close, "high": close, "low": close, "close": close, **prices}
+    return Bar(symbol=symbol, ts=T0 + timedelta(days=k), volume=volume, timeframe="1d", **values)
+
+
+def test_stream_validator_checks_time_and_band() -> None:
+    v = StreamValidator()
+    assert v.check(sbar(0, 100.0)).ok
+    assert v.check(sbar(1, 120.0)).ok
+    assert v.check(sbar(1, 121.0)).check == "duplicate"
+    assert v.check(sbar(0, 119.0)).check == "out_of_order"
+    verdict = v.check(sbar(2, 500.0))
+    assert (verdict.ok, verdict.check) == (False, "price_band")
+    assert "outside the band 0.5 around the last good price 120" in verdict.reason
+    assert v.check(sbar(3, 121.0)).ok  # the reference stayed at the last good price
+    assert v.check(sbar(4, 100.0, symbol="ETHUSD")).ok  # states are per symbol
+    assert v.last_good("BTCUSD") == (T0 + timedelta(days=3), 121.0)
+    rows = v.take_quarantine()
+    assert rows["check"].tolist() == ["duplicate", "out_of_order", "price_band"]
+    assert v.take_quarantine().empty
+    with DuckDBBarStore(":memory:") as store:
+        assert store.quarantine(rows) == 3  # straight into the store's quarantine
+
+
+def test_stream_validator_reanchors_after_a_real_level_change() -> None:
+    v = StreamValidator(ValidatorConfig(price_band_reanchor=2))
+    v.check(sbar(0, 100.0))
+    verdicts = [v.check(sbar(k, 300.0 + k)) for k in range(1, 5)]
+    assert [x.ok for x in verdicts] == [False, False, True, True]  # the third agreeing jump is accepted
+    kinds = {(i.check, i.severity): i.count for i in v.issues()}
+    assert kinds == {("price_band", "error"): 2, ("price_band", "warning"): 1}
+
+
+def test_stream_validator_refuses_broken_bars_built_without_validation() -> None:
+    v = StreamValidator()
+    broken = Bar.model_construct(symbol="X", ts=T0, open=10.0, high=9.0, low=8.0, close=8.5, timeframe="1d")
+    assert v.check(broken).check == "ohlc_inconsistent"
+    nan = Bar.model_construct(symbol="X", ts=T0, open=math.nan, high=9.0, low=8.0, close=8.5, timeframe="1d")
+    assert v.check(nan).check == "missing_price"
+    with pytest.raises(DataFormatError, match="checks Bar, Quote or Trade"):
+        v.check({"symbol": "X"})  # type: ignore[arg-type]
+
+
+def test_stream_validator_stale_repeats_and_feed_timeout() -> None:
+    clock = SimulatedClock(T0)
+    v = StreamValidator(ValidatorConfig(stale_max_repeats=3, stale_timeout_s=60), clock=clock)
+    for k in range(6):
+        assert v.check(sbar(k, 100.0, volume=0.0)).ok  # repeats are kept, but counted
+    (stale,) = [i for i in v.issues() if i.check == "stale_price"]
+    assert stale.count == 2  # repeats 4 and 5 exceed 3
+    assert v.stale_feeds() == []
+    clock.advance_to(T0 + timedelta(seconds=61))
+    (feed,) = v.stale_feeds()
+    assert (feed.check, feed.symbol) == ("stale_feed", "BTCUSD")
+    assert "no bar for 61.0 s" in feed.message
+    with pytest.raises(ConfigError, match="stale_timeout_s"):
+        StreamValidator().stale_feeds()
+
+
+def test_stream_validator_quotes_and_trades() -> None:
+    v = StreamValidator()
+    q = lambda ms, bid, ask: Quote(symbol="EURUSD", ts=T0 + timedelta(milliseconds=ms), bid=bid, ask=ask)  # noqa: E731
+    assert v.check(q(0, 1.1000, 1.1002)).ok
+    assert v.check(q(1, 1.1003, 1.1002)).ok  # crossed: warned, passed on
+    assert v.check(q(1, 1.1002, 1.1002)).ok  # locked; equal times are fine for ticks
+    assert v.check(q(0, 1.1, 1.1001)).check == "out_of_order"
+    assert {(i.check, i.count) for i in v.issues() if i.severity == "warning"} == {
+        ("crossed_quote", 1),
+        ("locked_quote", 1),
+    }
+    strict = StreamValidator(ValidatorConfig(quarantine_crossed=True))
+    assert strict.check(q(0, 1.2, 1.1)).check == "crossed_quote"
+    assert "bid=1.2 ask=1.1" in strict.take_quarantine()["reason"].iloc[0]
+    t = lambda ms, price: Trade(symbol="BTCUSDT", ts=T0 + timedelta(milliseconds=ms), price=price, size=0.1)  # noqa: E731
+    assert v.check(t(0, 61_000.0)).ok
+    assert v.check(t(0, 61_001.0)).ok
+    assert v.check(t(5, 610_000.0)).check == "price_band"
+    row = v.take_quarantine().iloc[-1]
+    assert (row["timeframe"], row["close"], row["volume"]) == (TRADE_TIMEFRAME, 610_000.0, 0.1)
+
+
+def test_stream_validator_seed_and_speed() -> None:
+    v = StreamValidator()
+    v.seed("BTCUSD", T0 + timedelta(days=10), 100.0)
+    assert v.check(sbar(10, 100.0)).check == "duplicate"
+    assert v.check(sbar(11, 1000.0)).check == "price_band"
+    bars = [sbar(k, 100.0 + (k % 7), volume=5.0, high=110.0, low=90.0) for k in range(20, 20_020)]
+    started = time.perf_counter()
+    for bar in bars:
+        v.check(bar)
+    per_event_us = (time.perf_counter() - started) / len(bars) * 1e6
+    assert per_event_us < 10, f"{per_event_us:.1f} us per bar"  # about 1 us on one core
+    assert v.n_checked == 20_002

@@ -15,6 +15,7 @@ vendor's exception types.
     │   ├── EmptyRangeError         a query or split that selects no rows
     │   └── DataValidationError     data failing quality checks where the caller asked for strict mode
     ├── StorageError                the store could not be opened, read or written
+    │   └── CacheUnavailableError   Redis unreachable (callers fall back to the store)
     ├── ModelError
     │   ├── NotFittedError          predict/transform before fit, or a missing trained artefact
     │   └── TrainingError           training diverged or produced non-finite values
@@ -36,6 +37,7 @@ from collections.abc import Iterable
 __all__ = [
     "AlphaloomError",
     "AuthenticationError",
+    "CacheUnavailableError",
     "ConfigError",
     "ConnectorError",
     "DataError",
@@ -93,6 +95,10 @@ class DataValidationError(DataError, ValueError):
 
 class StorageError(AlphaloomError):
     """The store could not be opened, read or written."""
+
+
+class CacheUnavailableError(StorageError):
+    """Redis could not be reached: connection refused or reset, or no answer within the timeout."""
 
 
 class ModelError(AlphaloomError):

@@ -41,7 +41,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from alphaloom.core.clock import Clock, LiveClock
-from alphaloom.core.exceptions import ConfigError, DataFormatError, StorageError
+from alphaloom.core.exceptions import CacheUnavailableError, ConfigError, DataFormatError, StorageError
 from alphaloom.core.timeutil import ensure_utc
 from alphaloom.core.types import Bar, Quote
 from alphaloom.data.storage.base import BarStore
@@ -76,10 +76,6 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 1
 """
-
-
-class CacheUnavailableError(StorageError):
-    """Redis could not be reached: connection refused or reset, or no answer within the timeout."""
 
 
 def redact_url(url: str) -> str:
