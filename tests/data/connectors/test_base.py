@@ -475,3 +475,36 @@ def test_rate_429_without_retry_after_and_long_retry_after_give_up() -> None:
     with pytest.raises(RateLimitError):
         asyncio.run(venue.get_account())
     assert venue.health().retries == 0
+
+
+class LateLandingVenue(FakeVenue):
+    """The first submission times out but still reaches the venue 50 ms later (a request in flight)."""
+
+    async def _submit_order(self, order: Order) -> OrderResult:
+        self.submit_calls += 1
+        if self.submit_calls == 1:
+            loop = asyncio.get_running_loop()
+            loop.call_later(
+                0.05, lambda: self.venue_orders.setdefault(order.client_order_id, []).append(order)
+            )
+            raise TimeoutError("request timed out; it is still travelling")
+        self.venue_orders.setdefault(order.client_order_id, []).append(order)
+        return self._result(order.client_order_id)
+
+
+@pytest.mark.parametrize(("settle_s", "expected_orders"), [(0.0, 2), (0.2, 1)])
+def test_order_settle_window_covers_a_request_still_in_flight(settle_s: float, expected_orders: int) -> None:
+    """Without a settle wait a late-landing first request and the retry are two orders; with one, one."""
+    config = ConnectorConfig(
+        venue="fake", retry=FAST, rate_limit_per_s=None, timeout_s=5.0, order_settle_s=settle_s
+    )
+    venue = LateLandingVenue(config)
+
+    async def run() -> OrderResult:
+        result = await venue.place_order(order(7))
+        await asyncio.sleep(0.1)  # let the late request land whatever happened
+        return result
+
+    result = asyncio.run(run())
+    assert result.client_order_id == "cid-7"
+    assert len(venue.venue_orders["cid-7"]) == expected_orders

@@ -187,6 +187,11 @@ class ConnectorConfig(ComponentConfig):
         up with :class:`~alphaloom.core.exceptions.VenueUnavailableError`.
     backfill
         Fetch bars missed while a stream was down from history after it reconnects.
+    order_settle_s
+        After an order attempt failed ambiguously (timeout, 5xx) and the venue has no such order yet, wait
+        this long and ask once more before sending it again: the first request may still be in flight and
+        land late, and a venue that only de-duplicates pending orders (OANDA) would then hold two. Must be
+        well under ``timeout_s``; 0 asks once only.
     """
 
     venue: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_\-]*$")
@@ -200,6 +205,7 @@ class ConnectorConfig(ComponentConfig):
     secret_prefix: str = Field("", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$")
     stream_reconnect_max: int = Field(10, ge=0)
     backfill: bool = True
+    order_settle_s: float = Field(0.0, ge=0.0, allow_inf_nan=False)
 
     @field_validator("base_url", "stream_url")
     @classmethod
@@ -567,7 +573,7 @@ class ExchangeConnector(ABC):
             async def attempt() -> OrderResult:
                 nonlocal sent
                 if sent:
-                    found = await self._find_order(cid)
+                    found = await self._settled_order(cid)
                     if found is not None:
                         return found
                 sent = True
@@ -576,6 +582,18 @@ class ExchangeConnector(ABC):
 
             result = await self._call("place_order", attempt)
         return self._check_result(result, cid, "place_order")
+
+    async def _settled_order(self, cid: str) -> OrderResult | None:
+        """The venue's order for ``cid``; with ``order_settle_s`` set, asked once more after that wait.
+
+        An earlier attempt that timed out may still reach the venue; resending before it could have landed
+        is how a retry creates a second order at venues that only de-duplicate pending orders.
+        """
+        found = await self._find_order(cid)
+        if found is None and self.config.order_settle_s:
+            await self._sleep(self.config.order_settle_s)
+            found = await self._find_order(cid)
+        return found
 
     async def cancel_order(self, client_order_id: str) -> OrderResult:
         """Cancel the order with ``client_order_id``; cancelling a finished order returns its final state."""
