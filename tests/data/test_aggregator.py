@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alphaloom.core.exceptions import ConfigError, DataFormatError, UnknownSymbolError
 from alphaloom.core.types import BAR_COLUMNS, Bar, Quote, Trade
@@ -37,12 +39,7 @@ def utc(*args: int) -> pd.Timestamp:
 
 
 def bars_frame(rows: list[tuple], symbol: str = "AAA") -> pd.DataFrame:
-    frame = pd.DataFrame(
-        [
-            {"symbol": symbol, "ts": ts, "open": o, "high": h, "low": lo, "close": c, "volume": v}
-            for ts, o, h, lo, c, v in rows
-        ]
-    )
+    frame = pd.DataFrame([(symbol, *row) for row in rows], columns=list(BAR_COLUMNS))
     return frame.astype(
         {"symbol": "str", "ts": "datetime64[ns, UTC]", **dict.fromkeys(BAR_COLUMNS[2:], "float64")}
     )
@@ -459,3 +456,46 @@ def test_merge_and_deduplicate_on_real_files() -> None:
     dedup = AGG.deduplicate(yahoo)
     assert len(dedup.exact) == 0
     assert dedup.conflicting["ts"].dt.strftime("%Y-%m-%d").tolist() == ["2019-03-31", "2020-03-29"]
+
+
+def test_empty_frames_give_empty_results() -> None:
+    empty = bars_frame([])
+    assert AGG.resample(empty, "1h").empty
+    assert AGG.deduplicate(empty).bars.empty
+    assert AGG.merge({"a": empty}).bars.empty
+    assert AGG.bars_from_trades(trades_frame([]), "1m", vwap=True).empty
+
+
+# ---------------------------------------------------------------------- property: batch == streaming
+
+tick_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["AAA", "BBB"]),
+        st.integers(0, 600_000),  # ms
+        st.floats(1.0, 2.0),
+        st.floats(0.001, 5.0),
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(tick_rows, st.sampled_from(["1s", "10s", "1m", "5m"]), st.booleans())
+def test_incremental_equals_batch_for_any_ordered_trades(rows, timeframe: str, flush: bool) -> None:
+    rows = sorted(rows, key=lambda r: r[1])  # time order (ties keep their order)
+    frame = pd.DataFrame(
+        {
+            "symbol": [r[0] for r in rows],
+            "ts": pd.to_datetime([r[1] for r in rows], unit="ms", utc=True).astype("datetime64[ns, UTC]"),
+            "price": [r[2] for r in rows],
+            "size": [r[3] for r in rows],
+        }
+    )
+    end = pd.Timestamp(700_000, unit="ms", tz="UTC") if flush else None
+    batch = AGG.bars_from_trades(frame, timeframe, vwap=True, end=end)
+    streamed = feed(IncrementalBarBuilder(timeframe, vwap=True), trade_events(frame), until=end)
+    if batch.empty:
+        assert streamed.empty
+    else:
+        pd.testing.assert_frame_equal(batch, streamed, check_exact=True)

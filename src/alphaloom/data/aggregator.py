@@ -940,7 +940,7 @@ class _Groups:
         if n:
             change[1:] = (symbols[1:] != symbols[:-1]) | (bucket[1:] != bucket[:-1])
         self.starts = np.flatnonzero(change)
-        self.stops = np.r_[self.starts[1:], n].astype(np.int64)
+        self.stops = np.r_[self.starts[1:], n].astype(np.int64) if n else np.zeros(0, dtype=np.int64)
         self.n = len(self.starts)
         self.opens = bucket[self.starts] * step + origin if n else np.zeros(0, dtype=np.int64)
         self.ends = self.opens + step

@@ -26,8 +26,9 @@ Throughput
 The writer commits whatever has accumulated since its last commit (group commit): under load, batches grow
 to amortise the store's per-transaction cost; when quiet, each bar is committed at once. Store calls run in a
 worker thread (DuckDB releases the GIL while it works), so validation and aggregation continue meanwhile; the
-store is only ever used by one thread at a time, and a cancelled pipeline waits for an in-flight store call
-to finish before it returns.
+reading loop briefly releases the GIL while a store call is in flight, or the thread would wait a whole
+switch interval for it after every C call. The store is only ever used by one thread at a time, and a
+cancelled pipeline waits for an in-flight store call to finish before it returns.
 """
 
 from __future__ import annotations
@@ -248,12 +249,13 @@ def bar_event_id(bar: Bar) -> str:
 
 def bar_event(bar: Bar, extras: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The bus event of a committed bar (JSON-ready; missing volume and NaN extras as ``None``)."""
+    ts = bar.ts.isoformat()
     event: dict[str, Any] = {
         "type": "bar",
-        "id": bar_event_id(bar),
+        "id": f"{bar.symbol}|{bar.timeframe}|{ts}",
         "symbol": bar.symbol,
         "timeframe": bar.timeframe,
-        "ts": bar.ts.isoformat(),
+        "ts": ts,
         "open": bar.open,
         "high": bar.high,
         "low": bar.low,
@@ -279,7 +281,8 @@ class StreamPipeline:
     Parameters
     ----------
     source
-        Any async iterator (or iterable) of Bar, Quote or Trade events, in time order per symbol.
+        Any async iterator (or iterable) of Bar, Quote or Trade events, in time order per symbol, one
+        timeframe per symbol for bars.
     validator
         Judges each event; refused events are quarantined in the store with the reason.
     store
@@ -337,6 +340,7 @@ class StreamPipeline:
         self._room = asyncio.Event()  # the writer took a batch
         self._closing = False
         self._last_save = 0.0
+        self._store_calls = 0
 
     def __repr__(self) -> str:
         return f"StreamPipeline(name={self.config.name!r}, topic={self.config.topic!r}, store={self.store!r})"
@@ -353,10 +357,9 @@ class StreamPipeline:
         With a builder, that is the open of the bucket after the last committed bar; without, the end of the
         last committed bar. A source that replays from earlier is fine: the pipeline skips what is covered.
         """
-        out = {}
-        for symbol, entry in self.checkpoint.load().items():
-            out[symbol] = entry.ts + self._bar_step(entry.timeframe)
-        return out
+        # While running, the store belongs to the writer: answer from memory instead of reading it.
+        entries = dict(self._committed) if self._running else self.checkpoint.load()
+        return {symbol: entry.ts + self._bar_step(entry.timeframe) for symbol, entry in entries.items()}
 
     # ------------------------------------------------------------------ the loop
 
@@ -381,7 +384,7 @@ class StreamPipeline:
         self._closing = False
         self._wake, self._room = asyncio.Event(), asyncio.Event()
         started = time.perf_counter()
-        self._committed = await _in_thread(self.checkpoint.load)
+        self._committed = await self._store_call(self.checkpoint.load)
         self._unsaved = {}
         self._last_save = time.monotonic()
         writer = asyncio.create_task(self._write_loop(), name=f"stream-writer-{self.config.name}")
@@ -457,6 +460,13 @@ class StreamPipeline:
             if len(self._buffer) >= max_batch:
                 await self._wait_for_room(writer)
             elif stats.events % _YIELD_EVERY == 0:
+                if writer.done():
+                    writer.result()  # the writer failed: stop reading, surface its error
+                if self._store_calls:
+                    # A store call runs in a thread that needs the GIL back after each C call; a busy event
+                    # loop keeps it for the whole switch interval (5 ms) each time, stretching a 15 ms commit
+                    # to most of a second. Releasing it here brings commits back to their own cost.
+                    time.sleep(0)
                 # A replayed source may never suspend; give the writer a turn to start or finish a commit.
                 await asyncio.sleep(0)
             if self._stop:
@@ -507,16 +517,15 @@ class StreamPipeline:
     async def _commit(self, batch: Sequence[_Pending]) -> None:
         frames = _bars_frames(batch)
         for timeframe, frame in frames.items():
-            await _in_thread(
+            await self._store_call(
                 self.store.write_bars, frame, timeframe=timeframe, source=self.config.source_label
             )
         await self.bus.publish_many(self.config.topic, [bar_event(p.bar, p.extras) for p in batch])
-        committed, unsaved = self._committed, self._unsaved
-        for p in batch:
-            bar = p.bar
+        last = {p.bar.symbol: p.bar for p in batch}  # bars of a symbol come in time order
+        for symbol, bar in last.items():
             entry = CheckpointEntry(bar.ts, bar.close, bar.timeframe)
-            committed[bar.symbol] = entry
-            unsaved[bar.symbol] = entry
+            self._committed[symbol] = entry
+            self._unsaved[symbol] = entry
         stats = self.stats
         stats.commits += 1
         stats.bars += len(batch)
@@ -529,7 +538,7 @@ class StreamPipeline:
     async def _flush_quarantine(self) -> None:
         if self.validator.pending_quarantine:
             rows = self.validator.take_quarantine()
-            await _in_thread(self.store.quarantine, rows)
+            await self._store_call(self.store.quarantine, rows)
 
     async def _save_checkpoint(self, *, force: bool = False) -> None:
         if force:
@@ -541,7 +550,7 @@ class StreamPipeline:
             return
         entries, self._unsaved = self._unsaved, {}
         try:
-            await _in_thread(self.checkpoint.save, entries)
+            await self._store_call(self.checkpoint.save, entries)
         except BaseException:
             # Not saved: keep them for the next attempt (a later checkpoint only lengthens the replay).
             entries.update(self._unsaved)
@@ -549,6 +558,13 @@ class StreamPipeline:
             raise
         self._last_save = time.monotonic()
         self.stats.checkpoints += 1
+
+    async def _store_call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        self._store_calls += 1
+        try:
+            return await _in_thread(fn, *args, **kwargs)
+        finally:
+            self._store_calls -= 1
 
     def _bar_step(self, timeframe: str) -> timedelta:
         if self.builder is not None:

@@ -90,12 +90,11 @@ class _Topic:
     def entry(self, seq: int) -> _Entry:
         return self.log[seq - self.base]
 
-    def next_id(self) -> str:
-        ms = int(time.time() * 1000)
-        if ms <= self.last_ms:
+    def next_id(self, now_ms: int) -> str:
+        if now_ms <= self.last_ms:
             self.seq += 1
         else:
-            self.last_ms, self.seq = ms, 0
+            self.last_ms, self.seq = now_ms, 0
         return f"{self.last_ms}-{self.seq}"
 
     def trim(self) -> bool:
@@ -165,12 +164,14 @@ class InProcessBus:
         payloads = [encode_event(event) for event in events]
         t = self._topic(topic)
         ids = []
+        now_ms = int(time.time() * 1000)
         for payload in payloads:
             if t.groups and t.retained >= self.config.maxsize:
                 await _wake(t)
                 await self._wait_for_room(topic, t)
+                now_ms = int(time.time() * 1000)
             refs = len(t.groups)
-            entry = _Entry(t.next_id(), payload, refs)
+            entry = _Entry(t.next_id(now_ms), payload, refs)
             t.log.append(entry)
             if not refs and t.retained > self.config.maxsize:  # nobody listens yet: keep the newest maxsize
                 t.log[t.head].orphan = False
@@ -342,6 +343,24 @@ class InProcessBus:
         if self._release(t, p):
             await _wake(t)
         return True
+
+    async def ack_many(self, msgs: Sequence[Message]) -> int:
+        """Acknowledge several messages; return how many were pending."""
+        done = 0
+        touched: dict[str, _Topic] = {}
+        for msg in msgs:
+            t = self._topics.get(msg.topic)
+            g = t.groups.get(msg.group) if t is not None else None
+            p = g.pending.pop(msg.id, None) if g is not None else None
+            if p is None or t is None:
+                continue
+            done += 1
+            t.entry(p.seq).refs -= 1
+            touched[msg.topic] = t
+        for t in touched.values():
+            if t.trim():
+                await _wake(t)
+        return done
 
     async def nack(self, msg: Message, reason: str) -> bool:
         """Record a failed delivery of ``msg``: redeliver it at once, or dead-letter it after

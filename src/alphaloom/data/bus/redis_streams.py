@@ -279,6 +279,21 @@ class RedisStreamsBus:
             acked, _ = await pipe.execute()
         return bool(acked)
 
+    async def ack_many(self, msgs: Sequence[Message]) -> int:
+        """``XACK`` several messages (one command per topic and group); return how many were pending."""
+        groups: dict[tuple[str, str], list[str]] = {}
+        for msg in msgs:
+            groups.setdefault((msg.topic, msg.group), []).append(msg.id)
+        if not groups:
+            return 0
+        with self._translate("acknowledging messages"):
+            pipe = self._client.pipeline(transaction=False)
+            for (topic, group), ids in groups.items():
+                pipe.xack(self._stream(topic), group, *ids)
+                pipe.hdel(self._reasons_key(topic, group), *ids)
+            results = await pipe.execute()
+        return sum(int(r) for r in results[::2])
+
     async def nack(self, msg: Message, reason: str) -> bool:
         """Record a failed delivery: due for redelivery at once, or dead-lettered after ``max_deliveries``.
         False if the message was not pending."""
