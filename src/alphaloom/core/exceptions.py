@@ -15,7 +15,9 @@ vendor's exception types.
     │   ├── EmptyRangeError         a query or split that selects no rows
     │   └── DataValidationError     data failing quality checks where the caller asked for strict mode
     ├── StorageError                the store could not be opened, read or written
-    │   └── CacheUnavailableError   Redis unreachable (callers fall back to the store)
+    │   ├── CacheUnavailableError   Redis unreachable (callers fall back to the store)
+    │   └── BusError                the event bus could not publish, deliver or acknowledge
+    │       └── BackpressureError   a bounded topic stayed full: consumers are not keeping up
     ├── ModelError
     │   ├── NotFittedError          predict/transform before fit, or a missing trained artefact
     │   └── TrainingError           training diverged or produced non-finite values
@@ -37,6 +39,8 @@ from collections.abc import Iterable
 __all__ = [
     "AlphaloomError",
     "AuthenticationError",
+    "BackpressureError",
+    "BusError",
     "CacheUnavailableError",
     "ConfigError",
     "ConnectorError",
@@ -99,6 +103,14 @@ class StorageError(AlphaloomError):
 
 class CacheUnavailableError(StorageError):
     """Redis could not be reached: connection refused or reset, or no answer within the timeout."""
+
+
+class BusError(StorageError):
+    """The event bus could not publish, deliver or acknowledge (transport failure or a bad event)."""
+
+
+class BackpressureError(BusError):
+    """A bounded topic stayed full for longer than ``publish_timeout_s``: consumers are not keeping up."""
 
 
 class ModelError(AlphaloomError):

@@ -34,7 +34,7 @@ from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 from pydantic import Field
 
 from alphaloom.core.config import ComponentConfig
-from alphaloom.core.exceptions import ConfigError, StorageError
+from alphaloom.core.exceptions import BackpressureError, BusError, ConfigError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -53,14 +53,6 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,199}$")
-
-
-class BusError(StorageError):
-    """The event bus could not publish, deliver or acknowledge (transport failure or a bad event)."""
-
-
-class BackpressureError(BusError):
-    """A bounded topic stayed full for longer than ``publish_timeout_s``: consumers are not keeping up."""
 
 
 class BusConfig(ComponentConfig):
