@@ -569,6 +569,8 @@ FAULT_MIX = {
 def faulty_connector(server: LocalServer, token: str, **overrides: Any) -> OANDAConnector:
     settings: dict[str, Any] = {
         "timeout_s": 0.5,
+        # OANDA de-duplicates client ids of pending orders only: wait for a request still in flight.
+        "order_settle_s": 0.2,
         "retry": RetryPolicy(max_attempts=15, base_delay_s=0.001, max_delay_s=0.01),
         "breaker": BreakerConfig(failure_threshold=20, reset_timeout_s=0.01),
     }
