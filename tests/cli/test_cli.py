@@ -153,3 +153,17 @@ def test_bad_rows_are_quarantined_at_ingest_not_dropped(tmp_path: Path) -> None:
 
     kept = load_symbol_bars(Workspace.resolve(tmp_path), RunConfig(symbols=("TEST",)))
     assert [str(t.date()) for t in kept["ts"]] == ["2020-01-01", "2020-01-03"]
+
+
+def test_ingest_from_a_venue_fetches_history_through_its_connector(tmp_path: Path) -> None:
+    args = ("data", "ingest", "--venue", "paper", "--symbols", "SPY,BTCUSD")
+    proc = run_cli(*args, "--start", "2015-01-01", "--end", "2016-01-01", data_dir=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    row = next(ln for ln in proc.stdout.splitlines() if "venue:paper" in ln)
+    cells = [c.strip() for c in row.strip("│┃ ").split("│")]
+    assert (int(cells[1]), int(cells[3])) == (252 + 365, 252 + 365)  # SPY trading days + BTC calendar days
+    again = run_cli(*args, "--start", "2015-01-01", "--end", "2016-01-01", data_dir=tmp_path)
+    row = next(ln for ln in again.stdout.splitlines() if "venue:paper" in ln)
+    assert [c.strip() for c in row.strip("│┃ ").split("│")][5] == str(252 + 365)  # all unchanged
+    missing = run_cli("data", "ingest", "--venue", "paper", "--symbols", "SPY", data_dir=tmp_path)
+    assert_one_line_error(missing, "--start")

@@ -135,15 +135,32 @@ def data_ingest(
         str | None, typer.Option("--symbol", help="Symbol for --file files that have no symbol column.")
     ] = None,
     timeframe: Annotated[str, typer.Option("--timeframe", help="Bar size of the data.")] = "1d",
+    venue: Annotated[
+        str | None,
+        typer.Option("--venue", help="Fetch history from a venue: paper, oanda, coinbase, ccxt, robinhood."),
+    ] = None,
+    symbols: Symbols = None,
+    start: Start = None,
+    end: End = None,
 ) -> None:
-    """Load bars into the store (idempotent: re-ingesting changes nothing)."""
+    """Load bars from sample sets, files or a venue into the store; re-ingesting changes nothing."""
     from alphaloom.jobs import stages
 
     ws = _workspace(data_dir)
+    sym_list = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else []
     progress = _progress()
     with progress.running():
         report = stages.ingest(
-            ws, samples=sample, files=file or [], symbol=symbol, timeframe=timeframe, progress=progress
+            ws,
+            samples=sample,
+            files=file or [],
+            symbol=symbol,
+            timeframe=timeframe,
+            venue=venue,
+            venue_symbols=sym_list,
+            start=start,
+            end=end,
+            progress=progress,
         )
     out.print(stages.ingest_table(report))
 

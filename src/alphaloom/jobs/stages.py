@@ -9,8 +9,10 @@ inside the stages that need them, so listing or validating data stays light.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from alphaloom.core.exceptions import DataNotFoundError, EmptyRangeError
+from alphaloom.core.exceptions import ConfigError, DataNotFoundError, EmptyRangeError, UnknownSymbolError
 from alphaloom.core.timeutil import parse_utc
 from alphaloom.jobs.config import RunConfig
 from alphaloom.jobs.progress import NullProgress, StageProgress
@@ -57,6 +59,10 @@ def ingest(
     files: Sequence[Path] = (),
     symbol: str | None = None,
     timeframe: str = "1d",
+    venue: str | None = None,
+    venue_symbols: Sequence[str] = (),
+    start: str | None = None,
+    end: str | None = None,
     progress: StageProgress | None = None,
 ) -> list[dict[str, Any]]:
     """Load shipped sample sets and/or bar files into the store. Returns one row of counts per source.
@@ -71,8 +77,10 @@ def ingest(
     from alphaloom.data.validator import DataValidator, ValidatorConfig
 
     progress = progress or NullProgress()
-    names = list(samples) if samples else ([] if files else list(SAMPLE_SETS))
+    names = list(samples) if samples else ([] if files or venue else list(SAMPLE_SETS))
     sources: list[tuple[str, Any]] = [(f"sample:{n}", n) for n in names] + [(str(f), f) for f in files]
+    if venue:
+        sources.append((f"venue:{venue}", _VenueSource(venue, venue_symbols, start, end, timeframe)))
     task = progress.task("ingest", total=len(sources))
     validator = DataValidator(ValidatorConfig())
     rows = []
@@ -81,7 +89,12 @@ def ingest(
         instruments = store.instruments()
         for label, src in sources:
             t0 = time.perf_counter()
-            bars = load_sample([src]) if isinstance(src, str) else read_bars_file(src, symbol=symbol)
+            if isinstance(src, _VenueSource):
+                bars = src.fetch(progress)
+            elif isinstance(src, str):
+                bars = load_sample([src])
+            else:
+                bars = read_bars_file(src, symbol=symbol)
             checked = validator.validate(bars, instruments)
             res = store.write_bars(checked.clean, timeframe=timeframe, source=label)
             quarantined = (
@@ -106,6 +119,60 @@ def ingest(
             task.advance()
     ws.record("ingest", {"sources": rows})
     return rows
+
+
+class _VenueSource:
+    """History of ``symbols`` from a venue's ``get_historical_data``, one request sequence per symbol."""
+
+    def __init__(
+        self, venue: str, symbols: Sequence[str], start: str | None, end: str | None, timeframe: str
+    ) -> None:
+        if not symbols:
+            raise ConfigError(f"ingesting from --venue {venue} needs --symbols, e.g. --symbols SPY,EURUSD.")
+        if start is None:
+            raise ConfigError(f"ingesting from --venue {venue} needs --start (and optionally --end).")
+        self.venue, self.symbols, self.timeframe = venue, list(symbols), timeframe
+        self.start = parse_utc(start, name="--start")
+        self.end = parse_utc(end, name="--end") if end else datetime.now(UTC)
+        if self.start >= self.end:
+            raise EmptyRangeError(f"the date range {start} .. {end} is empty; --start must be before --end.")
+
+    def _connector(self):
+        from alphaloom.data.connectors import get_connector_class
+
+        cls = get_connector_class(self.venue)
+        if self.venue != "paper":
+            # Live venues: defaults point at the vendor; credentials come from ALPHALOOM_* variables.
+            return cls(cls.config_class())
+        from alphaloom.data.connectors.paper import PaperConfig
+        from alphaloom.data.sample import load_sample
+
+        bars = load_sample()
+        bars = bars[bars["symbol"].isin(self.symbols)]
+        missing = sorted(set(self.symbols) - set(bars["symbol"]))
+        if missing:
+            raise UnknownSymbolError(
+                f"the paper venue's history is the shipped sample, which has no {', '.join(missing)}."
+            )
+        # Stand the paper clock after its last bar, so its whole history is closed bars.
+        paper = cls(PaperConfig(symbols=tuple(self.symbols), start=bars["ts"].max()), bars=bars)
+        paper.run()
+        return paper
+
+    def fetch(self, progress: StageProgress) -> pd.DataFrame:
+        task = progress.task(f"fetch {self.venue}", total=len(self.symbols))
+
+        async def run() -> pd.DataFrame:
+            frames = []
+            async with self._connector() as connector:
+                for sym in self.symbols:
+                    frames.append(
+                        await connector.get_historical_data(sym, self.timeframe, self.start, self.end)
+                    )
+                    task.advance()
+            return pd.concat(frames, ignore_index=True)
+
+        return asyncio.run(run())
 
 
 def ingest_table(rows: list[dict[str, Any]]) -> Table:
