@@ -46,6 +46,14 @@ ConfigFile = Annotated[
 Symbols = Annotated[
     str | None, typer.Option("--symbols", help="Comma-separated symbols, e.g. SPY,EURUSD,BTCUSD.")
 ]
+VenueConfig = Annotated[
+    Path | None,
+    typer.Option(
+        "--venue-config",
+        help="TOML/YAML connector settings (environment, base_url, ...); credentials stay in env vars.",
+        show_default=False,
+    ),
+]
 Start = Annotated[str | None, typer.Option("--start", help="First date (inclusive), e.g. 2010-01-01.")]
 End = Annotated[str | None, typer.Option("--end", help="Last date (exclusive), e.g. 2020-01-01.")]
 
@@ -142,6 +150,7 @@ def data_ingest(
     symbols: Symbols = None,
     start: Start = None,
     end: End = None,
+    venue_config: VenueConfig = None,
 ) -> None:
     """Load bars from sample sets, files or a venue into the store; re-ingesting changes nothing."""
     from alphaloom.jobs import stages
@@ -158,6 +167,7 @@ def data_ingest(
             timeframe=timeframe,
             venue=venue,
             venue_symbols=sym_list,
+            venue_config_file=venue_config,
             start=start,
             end=end,
             progress=progress,
@@ -228,6 +238,7 @@ def data_stream(
     redis_url: Annotated[str, typer.Option("--redis-url", help="Redis for --bus redis.")] = (
         "redis://127.0.0.1:6379/0"
     ),
+    venue_config: VenueConfig = None,
 ) -> None:
     """Live ingestion: venue -> validator -> store and bus; a restart resumes with no loss or duplicates."""
     from alphaloom.jobs import stages
@@ -247,6 +258,7 @@ def data_stream(
             end=end,
             bus=bus,  # type: ignore[arg-type]
             redis_url=redis_url,
+            venue_config_file=venue_config,
             progress=progress,
         )
     out.print(stages.metrics_table([info], "Stream"))

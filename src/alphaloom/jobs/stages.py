@@ -61,6 +61,7 @@ def ingest(
     timeframe: str = "1d",
     venue: str | None = None,
     venue_symbols: Sequence[str] = (),
+    venue_config_file: Path | None = None,
     start: str | None = None,
     end: str | None = None,
     progress: StageProgress | None = None,
@@ -80,7 +81,8 @@ def ingest(
     names = list(samples) if samples else ([] if files or venue else list(SAMPLE_SETS))
     sources: list[tuple[str, Any]] = [(f"sample:{n}", n) for n in names] + [(str(f), f) for f in files]
     if venue:
-        sources.append((f"venue:{venue}", _VenueSource(venue, venue_symbols, start, end, timeframe)))
+        source = _VenueSource(venue, venue_symbols, start, end, timeframe, venue_config_file)
+        sources.append((f"venue:{venue}", source))
     task = progress.task("ingest", total=len(sources))
     validator = DataValidator(ValidatorConfig())
     rows = []
@@ -121,12 +123,31 @@ def ingest(
     return rows
 
 
+def venue_config(cls, config_file: Path | None):
+    """A connector's config: its defaults (the vendor's live hosts) or a TOML/YAML file's settings.
+
+    Credentials never go in this file: they come from ``ALPHALOOM_<VENUE>_*`` environment variables.
+    """
+    from alphaloom.core.config import read_config_file
+
+    if config_file is None:
+        return cls.config_class()
+    return cls.config_class.from_dict(read_config_file(config_file), source=str(config_file))
+
+
 class _VenueSource:
     """History of ``symbols`` from a venue's ``get_historical_data``, one request sequence per symbol."""
 
     def __init__(
-        self, venue: str, symbols: Sequence[str], start: str | None, end: str | None, timeframe: str
+        self,
+        venue: str,
+        symbols: Sequence[str],
+        start: str | None,
+        end: str | None,
+        timeframe: str,
+        config_file: Path | None = None,
     ) -> None:
+        self.config_file = config_file
         if not symbols:
             raise ConfigError(f"ingesting from --venue {venue} needs --symbols, e.g. --symbols SPY,EURUSD.")
         if start is None:
@@ -142,8 +163,7 @@ class _VenueSource:
 
         cls = get_connector_class(self.venue)
         if self.venue != "paper":
-            # Live venues: defaults point at the vendor; credentials come from ALPHALOOM_* variables.
-            return cls(cls.config_class())
+            return cls(venue_config(cls, self.config_file))
         from alphaloom.data.connectors.paper import PaperConfig
         from alphaloom.data.sample import load_sample
 

@@ -31,7 +31,9 @@ def _make_bus(kind: str, redis_url: str, prefix: str):
     raise ConfigError(f"unknown bus {kind!r}; use 'memory' (in-process) or 'redis' (Redis Streams).")
 
 
-def _make_connector(venue: str, symbols: Sequence[str], *, speed: float, timeframe: str, start, end):
+def _make_connector(
+    venue: str, symbols: Sequence[str], *, speed: float, timeframe: str, start, end, config_file=None
+):
     from alphaloom.data.connectors import get_connector_class
 
     cls = get_connector_class(venue)
@@ -48,8 +50,9 @@ def _make_connector(venue: str, symbols: Sequence[str], *, speed: float, timefra
             )
         config = PaperConfig(symbols=tuple(symbols), speed=speed, timeframe=timeframe, start=start, end=end)
         return cls(config, bars=bars[bars["symbol"].isin(symbols)])
-    # A live venue: its config defaults point at the vendor; credentials come from ALPHALOOM_* variables.
-    return cls(cls.config_class())
+    from alphaloom.jobs.stages import venue_config
+
+    return cls(venue_config(cls, config_file))
 
 
 async def _counted(source: AsyncIterator[Any], task) -> AsyncIterator[Any]:
@@ -70,6 +73,7 @@ def stream(
     bus: Literal["memory", "redis"] = "memory",
     redis_url: str = "redis://127.0.0.1:6379/0",
     topic: str = "bars",
+    venue_config_file: Any = None,
     progress: StageProgress | None = None,
 ) -> dict[str, Any]:
     """Run live ingestion until the venue's stream ends (a finite replay) or SIGINT/SIGTERM.
@@ -92,7 +96,13 @@ def stream(
             store.write_instruments(list(SAMPLE_INSTRUMENTS.values()))
             event_bus = _make_bus(bus, redis_url, prefix=f"alphaloom:{ws.root.name}:")
             connector = _make_connector(
-                venue, symbols, speed=speed, timeframe=timeframe, start=t_start, end=t_end
+                venue,
+                symbols,
+                speed=speed,
+                timeframe=timeframe,
+                start=t_start,
+                end=t_end,
+                config_file=venue_config_file,
             )
             task = progress.task(f"stream {venue}", total=None)
             try:
