@@ -31,6 +31,7 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
+import orjson
 from pydantic import Field
 
 from alphaloom.core.config import ComponentConfig
@@ -220,6 +221,10 @@ def _default(value: Any) -> Any:
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=_default, allow_nan=False)
+# orjson is ~8x faster than the standard library both ways (JSON was most of a bar event's cost on the bus).
+# It writes NaN and infinity as null instead of refusing them, so any payload containing "null" is encoded
+# again by the strict standard encoder, which raises for NaN/inf and gives identical text for real nulls.
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 def encode_event(event: Mapping[str, Any]) -> str:
@@ -233,6 +238,9 @@ def encode_event(event: Mapping[str, Any]) -> str:
     if not isinstance(event, Mapping):
         raise BusError(f"an event must be a dict, got {type(event).__name__}.")
     try:
+        fast = orjson.dumps(event, default=_default, option=_ORJSON_OPTIONS)
+        if b"null" not in fast:
+            return fast.decode()
         return _ENCODER.encode(event)
     except (TypeError, ValueError) as exc:
         raise BusError(
@@ -250,7 +258,7 @@ def decode_event(payload: str | bytes) -> dict[str, Any]:
         The payload is not a JSON object.
     """
     try:
-        event = json.loads(payload)
+        event = orjson.loads(payload)
     except (TypeError, ValueError) as exc:
         raise BusError(f"message payload is not valid JSON ({exc}).") from exc
     if not isinstance(event, dict):
