@@ -14,6 +14,7 @@ was of nothing in particular. Here the return keeps its sign, the charge is on t
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections import deque
 
 import numpy as np
@@ -47,7 +48,7 @@ def bar_sharpe(returns: np.ndarray) -> float:
     return 0.0 if math.isnan(s) else s
 
 
-class RewardFunction:
+class RewardFunction(ABC):
     """Base of the per-bar rewards: ``reset`` at the episode start, then ``bar`` once per executed bar."""
 
     def __init__(self, *, scale: float, drawdown_penalty: float) -> None:
@@ -62,9 +63,9 @@ class RewardFunction:
         self._peak = max(self._peak, equity)
         return 1.0 - equity / self._peak if self._peak > 0 else 0.0
 
+    @abstractmethod
     def bar(self, prev_equity: float, equity: float) -> float:
         """Reward for one bar whose equity went from ``prev_equity`` to ``equity`` (account currency)."""
-        raise NotImplementedError
 
 
 class _LogReturnDrawdown(RewardFunction):

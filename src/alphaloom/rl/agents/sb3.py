@@ -8,6 +8,7 @@ for SAC and TD3. stable-baselines3 errors raised while training are translated i
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -113,8 +114,8 @@ class _SB3Agent(Agent):
         super().__init__(config)
         self.model_: BaseAlgorithm | None = None
 
-    def _build(self, vec_env: VecEnv) -> BaseAlgorithm:
-        raise NotImplementedError
+    @abstractmethod
+    def _build(self, vec_env: VecEnv) -> BaseAlgorithm: ...
 
     def _train(self, vec_env: VecEnv, total_timesteps: int, progress: ProgressFn | None) -> None:
         first = self.model_ is None
