@@ -267,10 +267,11 @@ def _symbol_figure(symbol: str, results: Sequence[BacktestResult], benchmark_nam
     fig.update_yaxes(tickformat=".1f", row=3, col=1)
     fig.update_xaxes(title_text="time (UTC)", row=3, col=1)
     fig.update_layout(
-        title={"text": f"{symbol or '(no symbol)'}: strategies vs {benchmark_name}"},
+        title={"text": f"{symbol or '(no symbol)'}: strategies vs {benchmark_name}", "y": 0.985},
         template="plotly_white",
         hovermode="x unified",
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.04, "x": 0.0},
-        margin={"l": 60, "r": 20, "t": 90, "b": 40},
+        # The legend sits between the title and the first panel, so the two never overlap.
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.035, "x": 0.0},
+        margin={"l": 60, "r": 20, "t": 110, "b": 40},
     )
     return fig
