@@ -167,3 +167,9 @@ def test_ingest_from_a_venue_fetches_history_through_its_connector(tmp_path: Pat
     assert [c.strip() for c in row.strip("│┃ ").split("│")][5] == str(252 + 365)  # all unchanged
     missing = run_cli("data", "ingest", "--venue", "paper", "--symbols", "SPY", data_dir=tmp_path)
     assert_one_line_error(missing, "--start")
+
+
+def test_unknown_symbol_on_the_paper_venue(tmp_path: Path) -> None:
+    for args in (("data", "stream"), ("data", "ingest", "--start", "2015-01-01")):
+        proc = run_cli(*args, "--venue", "paper", "--symbols", "SPYY", data_dir=tmp_path)
+        assert_one_line_error(proc, "SPYY", "SPY")

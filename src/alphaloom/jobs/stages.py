@@ -20,11 +20,12 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from alphaloom.core.exceptions import ConfigError, DataNotFoundError, EmptyRangeError, UnknownSymbolError
+from alphaloom.core.exceptions import ConfigError, DataNotFoundError, EmptyRangeError
 from alphaloom.core.timeutil import parse_utc
 from alphaloom.jobs.config import RunConfig
 from alphaloom.jobs.progress import NullProgress, StageProgress
 from alphaloom.jobs.splits import split_segments
+from alphaloom.jobs.venues import make_connector
 from alphaloom.jobs.workspace import Workspace
 
 __all__ = [
@@ -123,18 +124,6 @@ def ingest(
     return rows
 
 
-def venue_config(cls, config_file: Path | None):
-    """A connector's config: its defaults (the vendor's live hosts) or a TOML/YAML file's settings.
-
-    Credentials never go in this file: they come from ``ALPHALOOM_<VENUE>_*`` environment variables.
-    """
-    from alphaloom.core.config import read_config_file
-
-    if config_file is None:
-        return cls.config_class()
-    return cls.config_class.from_dict(read_config_file(config_file), source=str(config_file))
-
-
 class _VenueSource:
     """History of ``symbols`` from a venue's ``get_historical_data``, one request sequence per symbol."""
 
@@ -158,33 +147,13 @@ class _VenueSource:
         if self.start >= self.end:
             raise EmptyRangeError(f"the date range {start} .. {end} is empty; --start must be before --end.")
 
-    def _connector(self):
-        from alphaloom.data.connectors import get_connector_class
-
-        cls = get_connector_class(self.venue)
-        if self.venue != "paper":
-            return cls(venue_config(cls, self.config_file))
-        from alphaloom.data.connectors.paper import PaperConfig
-        from alphaloom.data.sample import load_sample
-
-        bars = load_sample()
-        bars = bars[bars["symbol"].isin(self.symbols)]
-        missing = sorted(set(self.symbols) - set(bars["symbol"]))
-        if missing:
-            raise UnknownSymbolError(
-                f"the paper venue's history is the shipped sample, which has no {', '.join(missing)}."
-            )
-        # Stand the paper clock after its last bar, so its whole history is closed bars.
-        paper = cls(PaperConfig(symbols=tuple(self.symbols), start=bars["ts"].max()), bars=bars)
-        paper.run()
-        return paper
-
     def fetch(self, progress: StageProgress) -> pd.DataFrame:
         task = progress.task(f"fetch {self.venue}", total=len(self.symbols))
 
         async def run() -> pd.DataFrame:
             frames = []
-            async with self._connector() as connector:
+            connector = make_connector(self.venue, self.symbols, config_file=self.config_file, history=True)
+            async with connector:
                 for sym in self.symbols:
                     frames.append(
                         await connector.get_historical_data(sym, self.timeframe, self.start, self.end)
@@ -588,10 +557,9 @@ def _load_agents(ws: Workspace):
     agents = []
     for name in AGENT_NAMES:
         path = ws.models_dir / "rl" / name
-        candidates = sorted(ws.models_dir.glob(f"rl/{name}*"))
-        if not candidates:
+        if not path.exists():
             raise _missing(ws, f"trained {name} agent", "train rl")
-        agents.append(Agent.load(candidates[0] if not path.exists() else path))
+        agents.append(Agent.load(path))
     return agents
 
 
@@ -599,15 +567,14 @@ def _load_agents(ws: Workspace):
 def _ensemble_rollout(env, ensemble, symbol: str, ts: pd.DatetimeIndex):
     """Run the ensemble over ``env``'s series, feeding it each decision's realised return afterwards."""
     closes = env.close_prices
-    state = {"bar": None}
+    state: dict[str, int | None] = {"decided_at": None, "now": 0}
 
     def policy(obs: np.ndarray) -> np.ndarray:
-        bar = state["bar"]
-        if bar is not None:  # the previous decision's outcome is now known: score it before acting again
-            now = state["now"]
-            ensemble.update(float(closes[now] / closes[bar] - 1.0))
-        action, _signal = ensemble.act(obs, ts=ts[state.get("now", 0)].to_pydatetime(), symbol=symbol)
-        state["bar"] = state.get("now", 0)
+        now, decided_at = state["now"], state["decided_at"]
+        if decided_at is not None:  # the last decision's outcome is known now: score it before acting again
+            ensemble.update(float(closes[now] / closes[decided_at] - 1.0))
+        action, _signal = ensemble.act(obs, ts=ts[now].to_pydatetime(), symbol=symbol)
+        state["decided_at"] = now
         return action
 
     def on_step(info: dict) -> None:

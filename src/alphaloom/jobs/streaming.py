@@ -16,6 +16,7 @@ from typing import Any, Literal
 from alphaloom.core.exceptions import ConfigError
 from alphaloom.core.timeutil import parse_utc
 from alphaloom.jobs.progress import NullProgress, StageProgress
+from alphaloom.jobs.venues import make_connector
 from alphaloom.jobs.workspace import Workspace
 
 __all__ = ["stream"]
@@ -29,30 +30,6 @@ def _make_bus(kind: str, redis_url: str, prefix: str):
     if kind == "redis":
         return RedisStreamsBus(redis_url, prefix=prefix)
     raise ConfigError(f"unknown bus {kind!r}; use 'memory' (in-process) or 'redis' (Redis Streams).")
-
-
-def _make_connector(
-    venue: str, symbols: Sequence[str], *, speed: float, timeframe: str, start, end, config_file=None
-):
-    from alphaloom.data.connectors import get_connector_class
-
-    cls = get_connector_class(venue)
-    if venue == "paper":
-        from alphaloom.data.connectors.paper import PaperConfig
-        from alphaloom.data.sample import load_sample
-
-        bars = load_sample()
-        unknown = sorted(set(symbols) - set(bars["symbol"]))
-        if unknown:
-            raise ConfigError(
-                f"the paper venue replays the shipped sample, which has no {', '.join(unknown)}; "
-                f"choose from {', '.join(sorted(bars['symbol'].unique()))}."
-            )
-        config = PaperConfig(symbols=tuple(symbols), speed=speed, timeframe=timeframe, start=start, end=end)
-        return cls(config, bars=bars[bars["symbol"].isin(symbols)])
-    from alphaloom.jobs.stages import venue_config
-
-    return cls(venue_config(cls, config_file))
 
 
 async def _counted(source: AsyncIterator[Any], task) -> AsyncIterator[Any]:
@@ -95,14 +72,14 @@ def stream(
         with ws.open_store() as store:
             store.write_instruments(list(SAMPLE_INSTRUMENTS.values()))
             event_bus = _make_bus(bus, redis_url, prefix=f"alphaloom:{ws.root.name}:")
-            connector = _make_connector(
+            connector = make_connector(
                 venue,
                 symbols,
+                config_file=venue_config_file,
                 speed=speed,
                 timeframe=timeframe,
                 start=t_start,
                 end=t_end,
-                config_file=venue_config_file,
             )
             task = progress.task(f"stream {venue}", total=None)
             try:
