@@ -30,6 +30,7 @@ DEFAULT_WARMUP = {
     "atr_14": 14,
     "gk_vol_20": 19,
     "parkinson_vol_20": 19,
+    "rs_vol_20": 19,
     "realised_vol_20": 20,
     "vol_ratio_5_20": 20,
     "vwap_dist_20": 19,
@@ -188,7 +189,7 @@ def test_transform_panel_fits_each_symbol(spy: pd.DataFrame, eurusd: pd.DataFram
 
 
 def test_groups_select_columns_in_a_stable_order(spy: pd.DataFrame) -> None:
-    config = FeatureConfig(groups=("volume", "returns"), return_windows=(1, 3))
+    config = FeatureConfig.from_dict({"groups": ["volume", "returns"], "returns": {"windows": [1, 3]}})
     engineer = FeatureEngineer(config)
     assert engineer.get_feature_names_out() == ["log_ret_1", "log_ret_3", *VOLUME_FEATURES]
     assert engineer.lookback == 20
@@ -197,16 +198,23 @@ def test_groups_select_columns_in_a_stable_order(spy: pd.DataFrame) -> None:
 
 def test_config_rejects_bad_settings() -> None:
     with pytest.raises(ConfigError, match="Did you mean 'rsi_window'"):
-        FeatureConfig.from_dict({"rsi_windw": 10})
+        FeatureConfig.from_dict({"price": {"rsi_windw": 10}})
+    with pytest.raises(ConfigError, match="Did you mean 'price'"):
+        FeatureConfig.from_dict({"prices": {"rsi_window": 10}})
     with pytest.raises(ConfigError, match="macd_fast"):
-        FeatureConfig.from_dict({"macd_fast": 30})
+        FeatureConfig.from_dict({"price": {"macd_fast": 30}})
     with pytest.raises(ConfigError, match="vol_ratio_short"):
-        FeatureConfig.from_dict({"vol_ratio_short": 20, "vol_ratio_long": 10})
+        FeatureConfig.from_dict({"volatility": {"vol_ratio_short": 20, "vol_ratio_long": 10}})
     with pytest.raises(ConfigError, match="groups"):
         FeatureConfig.from_dict({"groups": []})
-    with pytest.raises(ConfigError, match="no features"):
-        FeatureConfig.from_dict({"groups": ["returns"], "return_windows": []})
-    assert FeatureConfig().config_hash() != FeatureConfig(rsi_window=10).config_hash()
+    with pytest.raises(ConfigError, match="Did you mean 'wavelet'"):
+        FeatureConfig.from_dict({"groups": ["returns", "wavelets"]})
+    with pytest.raises(ConfigError, match="at least one horizon"):
+        FeatureConfig.from_dict({"groups": ["returns"], "returns": {"windows": []}})
+    with pytest.raises(ConfigError, match="rank_features.*Did you mean 'log_ret_20'"):
+        FeatureConfig.from_dict({"rank_features": ["log_ret20"]})
+    tuned = FeatureConfig.from_dict({"price": {"rsi_window": 10}})
+    assert FeatureConfig().config_hash() != tuned.config_hash()
 
 
 def test_transform_before_fit_raises(spy: pd.DataFrame) -> None:
@@ -262,3 +270,96 @@ def test_ts_may_be_the_index(synthetic: MakeBars) -> None:
     a = FeatureEngineer().fit_transform(bars)
     b = FeatureEngineer().fit_transform(bars.set_index("ts"))
     pd.testing.assert_frame_equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------ streaming
+def test_stream_gives_the_batch_rows_for_core_bars(spy: pd.DataFrame) -> None:
+    from alphaloom.core.types import Bar
+
+    bars = spy.head(400)
+    engineer = FeatureEngineer().fit(bars)
+    batch = engineer.transform(bars).to_numpy()
+    stream = engineer.stream()
+    assert stream.names == engineer.feature_names_
+    rows = []
+    for record in bars.to_dict("records"):
+        bar = Bar(
+            symbol="SPY",
+            ts=record["ts"].to_pydatetime(),
+            open=record["open"],
+            high=record["high"],
+            low=record["low"],
+            close=record["close"],
+            volume=record["volume"],
+        )
+        rows.append(stream.update(bar))
+    np.testing.assert_allclose(np.vstack(rows), batch, rtol=1e-9, atol=1e-12)
+
+
+def test_stream_takes_mappings_and_reads_missing_volume_as_zero(eurusd: pd.DataFrame) -> None:
+    bars = eurusd.head(200)
+    engineer = FeatureEngineer().fit(bars)
+    batch = engineer.transform(bars).to_numpy()
+    stream = engineer.stream()
+    streamed = np.vstack([stream.update(r) for r in bars.assign(volume=np.nan).to_dict("records")])
+    np.testing.assert_allclose(streamed, batch, rtol=1e-9, atol=1e-12)
+
+
+def test_stream_refuses_bad_bars_with_a_fix(spy: pd.DataFrame) -> None:
+    bars = spy.head(100)
+    stream = FeatureEngineer().fit(bars).stream()
+    first, second = bars.to_dict("records")[:2]
+    stream.update(first)
+    with pytest.raises(DataFormatError, match="strictly increasing"):
+        stream.update(first)
+    with pytest.raises(DataFormatError, match="'close' must be finite"):
+        stream.update({**second, "close": float("nan")})
+    with pytest.raises(DataFormatError, match="no timezone"):
+        stream.update({**second, "ts": second["ts"].tz_localize(None)})
+    with pytest.raises(DataFormatError, match="volume"):
+        stream.update({**second, "volume": -1.0})
+    with pytest.raises(NotFittedError):
+        FeatureEngineer().stream()
+
+
+def test_matrix_is_float32_with_names(spy: pd.DataFrame) -> None:
+    engineer = FeatureEngineer().fit(spy)
+    matrix = engineer.transform_matrix(spy)
+    frame = engineer.transform(spy)
+    assert matrix.values.dtype == np.float32
+    assert matrix.values.shape == frame.shape
+    assert matrix.names == list(frame.columns)
+    assert matrix.lookback == engineer.lookback
+    np.testing.assert_allclose(matrix.values, frame.to_numpy(np.float32), rtol=1e-6, equal_nan=True)
+    assert set(engineer.timings_) == set(FeatureConfig().groups)
+
+
+def test_config_loads_from_toml(tmp_path, spy: pd.DataFrame) -> None:  # noqa: ANN001
+    from alphaloom.core.config import load_config
+
+    path = tmp_path / "features.toml"
+    path.write_text(
+        'groups = ["returns", "price", "wavelet"]\n'
+        'rank_features = ["log_ret_5"]\n'
+        "[returns]\nwindows = [1, 5]\n"
+        "[wavelet]\nwindow = 32\nlevel = 2\n"
+    )
+    config = load_config(FeatureConfig, path)
+    engineer = FeatureEngineer(config)
+    names = engineer.get_feature_names_out()
+    assert names[:2] == ["log_ret_1", "log_ret_5"]
+    assert "wav_energy_a2" in names and "wav_trend_dist" in names
+    assert config.config_hash() == load_config(FeatureConfig, path).config_hash()
+
+
+def test_panel_adds_cross_sectional_ranks(stock_panel: pd.DataFrame) -> None:
+    panel = stock_panel[stock_panel["symbol"].isin(["SPY", "AAPL", "MSFT"])].groupby("symbol").head(300)
+    config = FeatureConfig.from_dict({"groups": ["returns"], "rank_features": ["log_ret_20"]})
+    out = FeatureEngineer(config).transform_panel(panel)
+    ranks = out["rank_log_ret_20"]
+    assert ranks.dropna().between(0.0, 1.0).all()
+    # At each timestamp where all three have a value, the ranks are 0, 0.5 and 1 in return order.
+    full = out.dropna(subset=["log_ret_20"]).groupby("ts").filter(lambda g: len(g) == 3)
+    for _, g in list(full.groupby("ts"))[:20]:
+        order = g.sort_values("log_ret_20")["rank_log_ret_20"].to_numpy()
+        np.testing.assert_allclose(order, [0.0, 0.5, 1.0])

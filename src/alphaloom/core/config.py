@@ -40,6 +40,11 @@ class ComponentConfig(BaseModel):
                 f"{source}: unknown key(s) {', '.join(map(repr, unknown))} for {cls.__name__}.{hints} "
                 f"Valid keys: {', '.join(sorted(cls.model_fields))}."
             )
+        for key, value in data.items():
+            # Nested component tables get the same "did you mean" treatment as the top level.
+            sub = cls.model_fields[key].annotation
+            if isinstance(value, dict) and isinstance(sub, type) and issubclass(sub, ComponentConfig):
+                sub.from_dict(value, source=f"{source} [{key}]")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

@@ -1,20 +1,50 @@
-"""Features: indicator kernels and the scale-free feature pipeline.
+"""Features: indicator kernels, pluggable transformers and the batch/streaming feature pipeline.
 
-``FeatureEngineer(FeatureConfig())`` turns bars into model inputs; :mod:`alphaloom.features.indicators` holds
-the pure numpy kernels it is built from. :mod:`~alphaloom.features.spectral` (wavelet and Fourier) and
-:mod:`~alphaloom.features.fractal` (fractal dimension, Hurst) hold trailing-window kernels with streaming
-twins that match them to 1e-12; they join the pipeline's groups with the feature-engineering issue.
+``FeatureEngineer(FeatureConfig())`` turns bars into model inputs (a float64 frame, or a float32 matrix plus
+names) and ``FeatureEngineer.stream()`` does the same one bar at a time. The transformers it runs are listed
+in :mod:`alphaloom.features.transformers`; :mod:`~alphaloom.features.indicators` holds the numba indicator
+kernels (TA-Lib's conventions, checked against it), :mod:`~alphaloom.features.spectral` and
+:mod:`~alphaloom.features.fractal` the trailing-window estimators. New transformers subclass
+:class:`~alphaloom.features.base.FeatureTransformer` and register with
+:func:`~alphaloom.features.base.register_transformer`.
 """
 
 from alphaloom.features import fractal, indicators, spectral
-from alphaloom.features.pipeline import FEATURE_GROUPS, VOLUME_ROC_CLIP, FeatureConfig, FeatureEngineer
+from alphaloom.features.base import (
+    TRANSFORMERS,
+    BarRow,
+    FeatureContext,
+    FeatureInput,
+    FeatureTransformer,
+    StreamState,
+    register_transformer,
+)
+from alphaloom.features.pipeline import (
+    DEFAULT_GROUPS,
+    FEATURE_GROUPS,
+    VOLUME_ROC_CLIP,
+    FeatureConfig,
+    FeatureEngineer,
+    FeatureMatrix,
+    FeatureStream,
+)
 
 __all__ = [
+    "DEFAULT_GROUPS",
     "FEATURE_GROUPS",
+    "TRANSFORMERS",
     "VOLUME_ROC_CLIP",
+    "BarRow",
     "FeatureConfig",
+    "FeatureContext",
     "FeatureEngineer",
+    "FeatureInput",
+    "FeatureMatrix",
+    "FeatureStream",
+    "FeatureTransformer",
+    "StreamState",
     "fractal",
     "indicators",
+    "register_transformer",
     "spectral",
 ]

@@ -1,23 +1,26 @@
-"""Scale-free features from a bars frame, following the scikit-learn fit/transform contract.
+"""The feature pipeline: pluggable transformers configured from TOML, in batch and streaming mode.
 
-:class:`FeatureEngineer` turns one symbol's canonical bars (``ts, open, high, low, close, volume``) into a
-frame of float64 features indexed by ``ts``. Every feature is **scale-free** (a log return, a ratio of two
-prices, a volatility in log units, a share of volume), so frames from stocks, forex and crypto can be pooled
-to train one model. Features come in four groups, chosen by :attr:`FeatureConfig.groups`:
+:class:`FeatureEngineer` runs the transformers named in :attr:`FeatureConfig.groups` over one symbol's
+canonical bars (``ts, open, high, low, close, volume``) and returns their features side by side, as a
+float64 frame (:meth:`~FeatureEngineer.transform`) or a float32 matrix plus names
+(:meth:`~FeatureEngineer.transform_matrix`, the models' input); :meth:`~FeatureEngineer.transform_panel`
+does it per symbol for a panel and can add cross-sectional ranks. :meth:`~FeatureEngineer.stream` returns a
+:class:`FeatureStream` that takes one bar at a time and gives the batch row for it to rounding.
 
-- **returns**: ``log_ret_{k}``, the log return over ``k`` bars.
-- **price**: ``close_sma_{n}`` and ``close_ema_{n}``, the close over its moving average minus 1;
-  ``bb_pctb_{n}`` and ``bb_width_{n}``, Bollinger %B and bandwidth; ``rsi_{n}``, RSI / 100; ``macd_line``,
-  ``macd_signal`` and ``macd_hist``, MACD divided by the close.
-- **volatility**: ``atr_{n}``, ATR / close; ``gk_vol_{n}`` and ``parkinson_vol_{n}``, Garman-Klass and
-  Parkinson range volatility; ``realised_vol_{n}``, the RMS of one-bar log returns; ``vol_ratio_{s}_{l}``,
-  short over long realised volatility.
-- **volume**: ``vwap_dist_{n}``, close / rolling VWAP - 1; ``obv_slope_{n}``, the change in on-balance volume
-  over ``n`` bars divided by the volume traded in them (in [-1, 1]); ``volume_roc_{n}``, the log of the
-  volume traded in the last ``n`` bars over that of the ``n`` bars before, clipped to
-  ``[-VOLUME_ROC_CLIP, VOLUME_ROC_CLIP]``.
+A config in TOML names the groups and overrides any transformer's settings in a table of its kind::
 
-Volatilities are per bar, in log-return units.
+    groups = ["returns", "price", "volatility", "volume", "wavelet", "hurst"]
+    rank_features = ["log_ret_20"]
+
+    [price]
+    sma_windows = [10, 50, 200]
+
+    [hurst]
+    window = 512
+
+The built-in kinds and their features are listed in :mod:`alphaloom.features.transformers`; a transformer
+registered with :func:`~alphaloom.features.base.register_transformer` is configured from its own table the
+same way (under ``[plugins.<kind>]``).
 
 NaN policy
 ----------
@@ -25,299 +28,301 @@ NaN policy
   with a ``w``-bar look-back are NaN; nothing is ever back-filled with later data. :attr:`FeatureEngineer.
   lookback` is the largest warm-up: rows from index ``lookback`` on are complete.
 - **Instruments without volume** (a volume column that is all NaN or all zero, as for most forex sources)
-  get every volume feature equal to 0.0 after its warm-up; :attr:`FeatureEngineer.has_volume_` records it.
+  get every volume feature equal to 0.0 after its warm-up; the volume transformer's ``has_volume_`` records
+  it.
 - **Missing volume inside a series counts as zero volume.** Windows that traded nothing give neutral values:
   ``vwap_dist`` and ``obv_slope`` are 0.0, ``volume_roc`` is 0.0 when both windows are empty and at the
   clip when only one is.
-- Prices must be finite and positive; bad input raises :class:`~alphaloom.core.exceptions.DataFormatError`
-  (or :class:`~alphaloom.core.exceptions.EmptyRangeError` for too short a history) saying how to fix it.
+- **Undefined estimators stay NaN** after the warm-up where the maths has no value (a spectral or fractal
+  estimate on a perfectly flat window); models drop incomplete rows rather than guess.
+- Prices must be finite and positive and timestamps strictly increasing and UTC; bad input raises
+  :class:`~alphaloom.core.exceptions.DataFormatError` (or :class:`~alphaloom.core.exceptions.EmptyRangeError`
+  for a history shorter than the look-back) saying how to fix it.
+
+Batch and streaming
+-------------------
+Both modes share each transformer's definitions: O(1) recursions where the maths allows (EMA, RSI, MACD,
+ATR, OBV, session VWAP), O(window) for window statistics and for estimators without a recursion (wavelet,
+Fourier, fractal, Hurst), which the stream recomputes on its trailing window with the batch kernel. The
+test-suite feeds real bars one at a time through every transformer and checks the batch values to 1e-9.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import cached_property
-from typing import Annotated, Literal, NamedTuple, Self
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, Self
 
 import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
 from alphaloom.core.config import ComponentConfig
-from alphaloom.core.exceptions import DataFormatError, EmptyRangeError, NotFittedError
-from alphaloom.features import indicators as ind
-from alphaloom.features._frames import BarArrays, bar_arrays
+from alphaloom.core.exceptions import (
+    ConfigError,
+    DataFormatError,
+    EmptyRangeError,
+    NotFittedError,
+    did_you_mean,
+)
+from alphaloom.features._frames import bar_arrays
+from alphaloom.features.base import (
+    TRANSFORMERS,
+    BarRow,
+    FeatureContext,
+    FeatureInput,
+    FeatureTransformer,
+    FloatArray,
+    TransformerStream,
+)
+from alphaloom.features.transformers import (
+    VOLUME_ROC_CLIP,
+    FourierConfig,
+    FractalConfig,
+    HurstConfig,
+    PriceConfig,
+    ReturnsConfig,
+    VolatilityConfig,
+    VolumeConfig,
+    WaveletConfig,
+)
 
-__all__ = ["FEATURE_GROUPS", "VOLUME_ROC_CLIP", "FeatureConfig", "FeatureEngineer"]
+__all__ = [
+    "DEFAULT_GROUPS",
+    "FEATURE_GROUPS",
+    "VOLUME_ROC_CLIP",
+    "FeatureConfig",
+    "FeatureEngineer",
+    "FeatureMatrix",
+    "FeatureStream",
+]
 
-FeatureGroup = Literal["returns", "price", "volatility", "volume"]
-
-#: Feature groups in the order their columns appear.
-FEATURE_GROUPS: tuple[FeatureGroup, ...] = ("returns", "price", "volatility", "volume")
-
-#: Bound on ``volume_roc``: a factor of about 150 either way (reached when one window traded nothing).
-VOLUME_ROC_CLIP = 5.0
-
-Window = Annotated[int, Field(ge=1, le=10_000)]
+#: The groups computed by default: 20 scale-free features from OHLCV alone, look-back 49 bars.
+DEFAULT_GROUPS: tuple[str, ...] = ("returns", "price", "volatility", "volume")
+#: Deprecated alias of :data:`DEFAULT_GROUPS`.
+FEATURE_GROUPS = DEFAULT_GROUPS
 
 
 class FeatureConfig(ComponentConfig):
-    """Which feature groups to compute and the window (in bars) of each indicator.
+    """Which transformers to run and each one's settings.
 
     Parameters
     ----------
     groups
-        Feature groups to include; columns always come in the order returns, price, volatility, volume.
-    return_windows
-        Horizons of the log returns.
-    sma_windows, ema_windows
-        Windows of the close-over-moving-average features.
-    bollinger_window, bollinger_k
-        Bollinger window and band half-width in standard deviations.
-    rsi_window
-        Wilder RSI period.
-    macd_fast, macd_slow, macd_signal
-        MACD spans (``macd_fast < macd_slow``).
-    atr_window
-        Wilder ATR period.
-    range_vol_window
-        Window of the Garman-Klass and Parkinson estimates.
-    realised_vol_window
-        Window of the realised volatility feature.
-    vol_ratio_short, vol_ratio_long
-        Windows of the volatility ratio (``short < long``).
-    vwap_window, obv_window, volume_roc_window
-        Windows of the volume features.
+        Transformer kinds to run (see :mod:`alphaloom.features.transformers`); columns come in the
+        registry's order whatever order they are listed in.
+    returns, price, volatility, volume, wavelet, fourier, fractal, hurst, cross_asset, sentiment,
+    microstructure
+        Settings of each built-in kind (used only when the kind is in ``groups``).
+    plugins
+        Settings of registered third-party kinds, by kind.
+    rank_features
+        Features to rank across a panel's symbols at each timestamp (:meth:`FeatureEngineer.
+        transform_panel` adds ``rank_<name>`` columns in [0, 1]).
     """
 
-    groups: tuple[FeatureGroup, ...] = FEATURE_GROUPS
-    return_windows: tuple[Window, ...] = (1, 5, 20)
-    sma_windows: tuple[Window, ...] = (10, 50)
-    ema_windows: tuple[Window, ...] = (20,)
-    bollinger_window: Annotated[int, Field(ge=2, le=10_000)] = 20
-    bollinger_k: float = Field(default=2.0, gt=0.0, le=10.0)
-    rsi_window: Window = 14
-    macd_fast: Window = 12
-    macd_slow: Window = 26
-    macd_signal: Window = 9
-    atr_window: Window = 14
-    range_vol_window: Window = 20
-    realised_vol_window: Window = 20
-    vol_ratio_short: Window = 5
-    vol_ratio_long: Window = 20
-    vwap_window: Window = 20
-    obv_window: Window = 20
-    volume_roc_window: Window = 5
+    groups: tuple[str, ...] = DEFAULT_GROUPS
+    returns: ReturnsConfig = Field(default_factory=ReturnsConfig)
+    price: PriceConfig = Field(default_factory=PriceConfig)
+    volatility: VolatilityConfig = Field(default_factory=VolatilityConfig)
+    volume: VolumeConfig = Field(default_factory=VolumeConfig)
+    wavelet: WaveletConfig = Field(default_factory=WaveletConfig)
+    fourier: FourierConfig = Field(default_factory=FourierConfig)
+    fractal: FractalConfig = Field(default_factory=FractalConfig)
+    hurst: HurstConfig = Field(default_factory=HurstConfig)
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    rank_features: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureConfig:
         if not self.groups:
-            raise ValueError(f"groups must name at least one of {', '.join(FEATURE_GROUPS)}")
+            raise ValueError(f"groups must name at least one of {', '.join(TRANSFORMERS)}")
         if len(set(self.groups)) != len(self.groups):
-            raise ValueError(f"groups must not repeat a group, got {self.groups}")
-        for name in ("return_windows", "sma_windows", "ema_windows"):
-            windows = getattr(self, name)
-            if len(set(windows)) != len(windows):
-                raise ValueError(f"{name} must not repeat a window, got {windows}")
-        if self.macd_fast >= self.macd_slow:
-            raise ValueError(f"macd_fast ({self.macd_fast}) must be < macd_slow ({self.macd_slow})")
-        if self.vol_ratio_short >= self.vol_ratio_long:
-            raise ValueError(
-                f"vol_ratio_short ({self.vol_ratio_short}) must be < vol_ratio_long ({self.vol_ratio_long})"
-            )
-        if not _plan(self):
-            raise ValueError("the selected groups and windows produce no features; add a group or a window")
+            raise ValueError(f"groups must not repeat a kind, got {self.groups}")
+        unknown = [g for g in self.groups if g not in TRANSFORMERS]
+        if unknown:
+            hints = "".join(did_you_mean(g, TRANSFORMERS) for g in unknown)
+            raise ValueError(f"unknown group(s) {unknown}.{hints} Registered: {', '.join(TRANSFORMERS)}")
+        for kind, params in self.plugins.items():
+            if kind not in TRANSFORMERS:
+                raise ValueError(f"plugins.{kind}: no transformer of kind {kind!r} is registered")
+            if kind in type(self).model_fields:
+                raise ValueError(f"plugins.{kind}: built-in kinds are configured in their own [{kind}] table")
+            TRANSFORMERS[kind].config_class.from_dict(params, source=f"plugins.{kind}")
+        names = [n for t in _build(self) for n in t.get_feature_names_out()]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"feature names collide across groups: {duplicated}; change a window")
+        missing = [n for n in self.rank_features if n not in names]
+        if missing:
+            hints = "".join(did_you_mean(n, names) for n in missing)
+            raise ValueError(f"rank_features {missing} are not produced by the groups.{hints}")
         return self
 
-
-class _Spec(NamedTuple):
-    name: str
-    group: FeatureGroup
-    warmup: int  # index of the first row the feature is defined on
-    compute: Callable[[_Inputs], np.ndarray]
-
-
-class _Inputs:
-    """One symbol's arrays plus indicators shared by several features, each computed once."""
-
-    def __init__(self, bars: BarArrays, config: FeatureConfig) -> None:
-        self.bars = bars
-        self.config = config
-        self.close = bars.close
-
-    @cached_property
-    def bollinger(self) -> ind.Bollinger:
-        return ind.bollinger(self.close, self.config.bollinger_window, self.config.bollinger_k)
-
-    @cached_property
-    def macd(self) -> ind.MACD:
-        c = self.config
-        return ind.macd(self.close, c.macd_fast, c.macd_slow, c.macd_signal)
+    def config_for(self, kind: str) -> ComponentConfig:
+        """The settings of transformer ``kind``."""
+        if kind in type(self).model_fields and isinstance(getattr(self, kind), ComponentConfig):
+            return getattr(self, kind)
+        cls = TRANSFORMERS[kind].config_class
+        return cls.from_dict(self.plugins.get(kind, {}), source=f"plugins.{kind}")
 
 
-def _shift(x: np.ndarray, k: int) -> np.ndarray:
-    out = np.full_like(x, np.nan)
-    if k < len(x):
-        out[k:] = x[: len(x) - k]
-    return out
+def _build(config: FeatureConfig) -> list[FeatureTransformer[Any]]:
+    order = {kind: i for i, kind in enumerate(TRANSFORMERS)}
+    kinds = sorted(config.groups, key=order.__getitem__)
+    return [TRANSFORMERS[kind](config.config_for(kind)) for kind in kinds]
 
 
-def _vwap_distance(x: _Inputs, n: int) -> np.ndarray:
-    b = x.bars
-    vwap = ind.vwap(b.high, b.low, b.close, b.volume, n)
-    return np.where(np.isnan(vwap), 0.0, b.close / vwap - 1.0)
+class FeatureMatrix(NamedTuple):
+    """Features as the models take them.
 
+    ``values`` has shape ``(n_bars, n_features)`` and dtype float32 (NaN in warm-up rows), ``names`` the
+    ``n_features`` column names and ``ts`` the bars' UTC timestamps; rows from ``lookback`` on are complete.
+    """
 
-def _obv_slope(x: _Inputs, n: int) -> np.ndarray:
-    b = x.bars
-    obv = ind.obv(b.close, b.volume)
-    change = obv - _shift(obv, n)
-    traded = ind.rolling_sum(b.volume, n)
-    out = np.zeros_like(change)
-    np.divide(change, traded, out=out, where=traded > 0.0)
-    return out
-
-
-def _volume_roc(x: _Inputs, n: int) -> np.ndarray:
-    traded = ind.rolling_sum(x.bars.volume, n)
-    before = _shift(traded, n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.log(traded) - np.log(before)
-    out[(traded == 0.0) & (before == 0.0)] = 0.0
-    return np.clip(out, -VOLUME_ROC_CLIP, VOLUME_ROC_CLIP)
-
-
-def _plan(c: FeatureConfig) -> list[_Spec]:
-    specs: list[_Spec] = []
-
-    def add(name: str, group: FeatureGroup, warmup: int, compute: Callable[[_Inputs], np.ndarray]) -> None:
-        specs.append(_Spec(name, group, warmup, compute))
-
-    for k in c.return_windows:
-        add(f"log_ret_{k}", "returns", k, lambda x, k=k: ind.log_return(x.close, k))
-
-    for n in c.sma_windows:
-        add(f"close_sma_{n}", "price", n - 1, lambda x, n=n: x.close / ind.sma(x.close, n) - 1.0)
-    for n in c.ema_windows:
-        add(f"close_ema_{n}", "price", n - 1, lambda x, n=n: x.close / ind.ema(x.close, n) - 1.0)
-    bb = c.bollinger_window
-    add(f"bb_pctb_{bb}", "price", bb - 1, lambda x: x.bollinger.percent_b)
-    add(f"bb_width_{bb}", "price", bb - 1, lambda x: x.bollinger.bandwidth)
-    add(f"rsi_{c.rsi_window}", "price", c.rsi_window, lambda x: ind.rsi(x.close, c.rsi_window) / 100.0)
-    signal_warmup = c.macd_slow + c.macd_signal - 2
-    add("macd_line", "price", c.macd_slow - 1, lambda x: x.macd.line / x.close)
-    add("macd_signal", "price", signal_warmup, lambda x: x.macd.signal / x.close)
-    add("macd_hist", "price", signal_warmup, lambda x: x.macd.hist / x.close)
-
-    add(
-        f"atr_{c.atr_window}",
-        "volatility",
-        c.atr_window,
-        lambda x: ind.atr(x.bars.high, x.bars.low, x.close, c.atr_window) / x.close,
-    )
-    rv = c.range_vol_window
-    add(
-        f"gk_vol_{rv}",
-        "volatility",
-        rv - 1,
-        lambda x: ind.garman_klass_volatility(x.bars.open, x.bars.high, x.bars.low, x.close, rv),
-    )
-    add(
-        f"parkinson_vol_{rv}",
-        "volatility",
-        rv - 1,
-        lambda x: ind.parkinson_volatility(x.bars.high, x.bars.low, rv),
-    )
-    add(
-        f"realised_vol_{c.realised_vol_window}",
-        "volatility",
-        c.realised_vol_window,
-        lambda x: ind.realised_volatility(x.close, c.realised_vol_window),
-    )
-    short, long = c.vol_ratio_short, c.vol_ratio_long
-    add(f"vol_ratio_{short}_{long}", "volatility", long, lambda x: ind.volatility_ratio(x.close, short, long))
-
-    add(f"vwap_dist_{c.vwap_window}", "volume", c.vwap_window - 1, lambda x: _vwap_distance(x, c.vwap_window))
-    add(f"obv_slope_{c.obv_window}", "volume", c.obv_window, lambda x: _obv_slope(x, c.obv_window))
-    add(
-        f"volume_roc_{c.volume_roc_window}",
-        "volume",
-        2 * c.volume_roc_window - 1,
-        lambda x: _volume_roc(x, c.volume_roc_window),
-    )
-
-    # Stable column order whatever order the config lists its groups in.
-    rank = {group: i for i, group in enumerate(FEATURE_GROUPS)}
-    return sorted((s for s in specs if s.group in c.groups), key=lambda s: rank[s.group])
+    values: np.ndarray
+    names: list[str]
+    ts: pd.DatetimeIndex
+    lookback: int
 
 
 class FeatureEngineer:
-    """Compute scale-free features for one symbol (scikit-learn contract: ``fit``, ``transform``).
+    """Run feature transformers over bars (scikit-learn contract: ``fit``, ``transform``).
 
     Parameters
     ----------
     config
-        Which features to compute; the default gives 20 features with a look-back of 49 bars.
+        Which transformers to run; the default gives 20 OHLCV features with a look-back of 49 bars.
 
     Attributes
     ----------
+    transformers_ : list of FeatureTransformer
+        The fitted transformers, in column order (set by ``fit``).
     feature_names_ : list of str
         Feature columns, in output order (set by ``fit``).
     has_volume_ : bool
-        Whether the fitted instrument reports volume; when ``False`` every volume feature is 0.0.
+        Whether the fitted instrument reports volume.
+    timings_ : dict of str to float
+        Seconds each transformer took in the last ``transform`` (for profiling).
 
     Notes
     -----
-    Nothing data-dependent is learned except ``has_volume_``: every feature is a causal function of past
-    bars. Window features of a slice equal those of the whole series from row :attr:`lookback` of the slice
-    on; the exponentially smoothed ones (EMA, RSI, MACD, ATR) are seeded at the start of what they are given,
+    Window features of a slice equal those of the whole series from row :attr:`lookback` of the slice on;
+    the exponentially smoothed ones (EMA, RSI, MACD, ATR) are seeded at the start of what they are given,
     and that seed's influence decays geometrically (by ``1 - alpha`` a bar), so give them a few times their
     window of history before the rows you use. See the module docstring for the NaN policy.
     """
 
     def __init__(self, config: FeatureConfig | None = None) -> None:
         self.config = config if config is not None else FeatureConfig()
+        self._custom: list[FeatureTransformer[Any]] | None = None
+
+    @classmethod
+    def from_transformers(cls, transformers: Sequence[FeatureTransformer[Any]]) -> Self:
+        """An engineer running exactly ``transformers`` (unfitted instances), in that column order."""
+        transformers = list(transformers)
+        if not transformers:
+            raise ConfigError("from_transformers needs at least one transformer.")
+        for t in transformers:
+            if not isinstance(t, FeatureTransformer):
+                raise ConfigError(f"expected FeatureTransformer instances, got {type(t).__name__}.")
+        engineer = cls(FeatureConfig())
+        engineer._custom = transformers
+        return engineer
 
     def __repr__(self) -> str:
+        if self._custom is not None:
+            return f"{type(self).__name__}.from_transformers({self._custom!r})"
         return f"{type(self).__name__}(config={self.config!r})"
+
+    def _fresh(self) -> list[FeatureTransformer[Any]]:
+        if self._custom is not None:
+            return [type(t)(t.config) for t in self._custom]
+        return _build(self.config)
 
     @property
     def lookback(self) -> int:
         """Bars needed before the first complete row: rows ``0 .. lookback - 1`` contain NaN warm-up."""
-        return max(spec.warmup for spec in self._specs)
+        return max(t.lookback for t in self._fresh())
 
-    @property
-    def _specs(self) -> list[_Spec]:
-        return _plan(self.config)
+    def get_feature_names_out(self) -> list[str]:
+        """Feature column names (available before ``fit``: they depend on the config only)."""
+        return [n for t in self._fresh() for n in t.get_feature_names_out()]
 
-    def _arrays(self, bars: pd.DataFrame) -> BarArrays:
-        return bar_arrays(bars, min_rows=self.lookback + 1, purpose=f"a feature look-back of {self.lookback}")
-
-    def fit(self, bars: pd.DataFrame) -> Self:
-        """Learn the feature names and whether the instrument has volume.
+    # ------------------------------------------------------------------------------------------ inputs
+    def inputs(self, bars: pd.DataFrame, context: FeatureContext | None = None) -> FeatureInput:
+        """Validate one symbol's bars and align every side input the transformers need.
 
         Parameters
         ----------
         bars
             One symbol's canonical bars frame, at least ``lookback + 1`` rows.
+        context
+            Side data (reference asset, news, quotes and trades) for the transformers that read it.
 
         Returns
         -------
-        FeatureEngineer
-            ``self``.
+        FeatureInput
+            The bars as float64 arrays plus the aligned side inputs.
         """
-        arrays = self._arrays(bars)
-        self.feature_names_ = [spec.name for spec in self._specs]
-        self.has_volume_ = bool(np.any(arrays.volume > 0.0))
+        lookback = self.lookback
+        arrays = bar_arrays(bars, min_rows=lookback + 1, purpose=f"a feature look-back of {lookback}")
+        data = FeatureInput(
+            arrays.symbol, arrays.ts, arrays.open, arrays.high, arrays.low, arrays.close, arrays.volume, {}
+        )
+        context = context or FeatureContext()
+        extras: dict[str, FloatArray] = dict(context.extras)
+        for t in self._fresh():
+            for name, values in t.side_inputs(context, data).items():
+                extras.setdefault(name, values)
+        for name, values in extras.items():
+            values = np.asarray(values, dtype=np.float64)
+            if values.shape != (data.n_bars,):
+                raise DataFormatError(
+                    f"side input {name!r} has shape {values.shape} but the bars have {data.n_bars} rows; "
+                    "align it to the bars (one value per bar) first."
+                )
+            extras[name] = values
+        return FeatureInput(
+            data.symbol, data.ts, data.open, data.high, data.low, data.close, data.volume, extras
+        )
+
+    # ----------------------------------------------------------------------------------------- fitting
+    def fit(self, bars: pd.DataFrame, context: FeatureContext | None = None) -> Self:
+        """Fit every transformer on one symbol's bars; returns ``self``."""
+        data = self.inputs(bars, context)
+        self._fit_inputs(data)
         return self
 
-    def transform(self, bars: pd.DataFrame) -> pd.DataFrame:
-        """Features of ``bars``, one row per bar.
+    def _fit_inputs(self, data: FeatureInput) -> None:
+        transformers = self._fresh()
+        for t in transformers:
+            t.fit(data)
+        self.transformers_ = transformers
+        self.feature_names_ = [n for t in transformers for n in t.feature_names_]
+        self.has_volume_ = bool(np.any(data.volume > 0.0))
 
-        Parameters
-        ----------
-        bars
-            One symbol's canonical bars frame, at least ``lookback + 1`` rows.
+    def _require_fitted(self) -> list[FeatureTransformer[Any]]:
+        if not hasattr(self, "transformers_"):
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted; call fit(bars) or fit_transform(bars) first."
+            )
+        return self.transformers_
+
+    def _values(self, data: FeatureInput) -> FloatArray:
+        transformers = self._require_fitted()
+        blocks = []
+        timings: dict[str, float] = {}
+        for t in transformers:
+            t0 = time.perf_counter()
+            blocks.append(t.transform(data))
+            timings[t.kind] = time.perf_counter() - t0
+        self.timings_ = timings
+        return np.concatenate(blocks, axis=1)
+
+    def transform(self, bars: pd.DataFrame, context: FeatureContext | None = None) -> pd.DataFrame:
+        """Features of ``bars``, one row per bar.
 
         Returns
         -------
@@ -325,43 +330,52 @@ class FeatureEngineer:
             Shape ``(n_bars, n_features)``, float64 columns ``feature_names_``, indexed by the bars' ``ts``
             (UTC ``DatetimeIndex`` named ``ts``). The first ``lookback`` rows hold NaN warm-up values.
         """
-        if not hasattr(self, "feature_names_"):
-            raise NotFittedError(
-                f"{type(self).__name__} is not fitted; call fit(bars) or fit_transform(bars) first."
-            )
-        arrays = self._arrays(bars)
-        inputs = _Inputs(arrays, self.config)
-        columns: dict[str, np.ndarray] = {}
-        with np.errstate(divide="ignore", invalid="ignore"):
-            for spec in self._specs:
-                if spec.group == "volume" and not self.has_volume_:
-                    values = np.zeros(len(arrays.ts))
-                else:
-                    values = np.asarray(spec.compute(inputs), dtype=np.float64)
-                values[: spec.warmup] = np.nan
-                columns[spec.name] = values
-        return pd.DataFrame(columns, index=arrays.ts, columns=self.feature_names_, dtype=np.float64)
+        self._require_fitted()
+        data = self.inputs(bars, context)
+        return pd.DataFrame(self._values(data), index=data.ts, columns=self.feature_names_)
 
-    def fit_transform(self, bars: pd.DataFrame) -> pd.DataFrame:
-        """``fit(bars).transform(bars)``."""
-        return self.fit(bars).transform(bars)
+    def transform_matrix(self, bars: pd.DataFrame, context: FeatureContext | None = None) -> FeatureMatrix:
+        """Features of ``bars`` as a float32 matrix plus names (the models' input)."""
+        self._require_fitted()
+        data = self.inputs(bars, context)
+        values = self._values(data).astype(np.float32)
+        return FeatureMatrix(values, list(self.feature_names_), data.ts, self.lookback)
 
-    def transform_panel(self, bars_panel: pd.DataFrame) -> pd.DataFrame:
+    def fit_transform(self, bars: pd.DataFrame, context: FeatureContext | None = None) -> pd.DataFrame:
+        """``fit(bars).transform(bars)``, validating and aligning the inputs once."""
+        data = self.inputs(bars, context)
+        self._fit_inputs(data)
+        return pd.DataFrame(self._values(data), index=data.ts, columns=self.feature_names_)
+
+    # ------------------------------------------------------------------------------------------- panel
+    def transform_panel(
+        self,
+        bars_panel: pd.DataFrame,
+        context: FeatureContext | None = None,
+        *,
+        on_symbol: Callable[[str], None] | None = None,
+    ) -> pd.DataFrame:
         """Features of a multi-symbol panel, fitting a fresh engineer on each symbol's bars.
 
-        This object is left unchanged: each symbol gets its own clone, so ``has_volume_`` is decided per
-        instrument.
+        This object is left unchanged: each symbol gets its own clone, so fitted state (such as whether an
+        instrument has volume) is decided per instrument. A cross-asset reference named in the config that is
+        one of the panel's symbols is taken from the panel.
 
         Parameters
         ----------
         bars_panel
             Canonical bars frame with a ``symbol`` column; each symbol needs ``lookback + 1`` bars.
+        context
+            Side data shared by the symbols (news, quotes and trades carry a ``symbol`` column).
+        on_symbol
+            Called with each symbol once its features are done (for progress bars).
 
         Returns
         -------
         pandas.DataFrame
-            Columns ``symbol``, ``ts``, then the features; symbols in order of first appearance, each sorted
-            by ``ts``, with a fresh ``RangeIndex``.
+            Columns ``symbol``, ``ts``, the features, then ``rank_<name>`` for each of
+            :attr:`FeatureConfig.rank_features`; symbols in order of first appearance, each sorted by
+            ``ts``, with a fresh ``RangeIndex``.
         """
         if not isinstance(bars_panel, pd.DataFrame):
             raise DataFormatError(f"bars_panel must be a pandas DataFrame, got {type(bars_panel).__name__}.")
@@ -371,13 +385,108 @@ class FeatureEngineer:
             )
         if bars_panel.empty:
             raise EmptyRangeError("bars_panel has no rows; select a date range or symbols that hold data.")
+        context = context or FeatureContext()
         frames = []
         for symbol, group in bars_panel.groupby("symbol", sort=False):
-            features = type(self)(self.config).fit_transform(group).reset_index()
+            clone = type(self)(self.config)
+            clone._custom = self._custom
+            sym_context = context
+            for t in clone._fresh():
+                sym_context = t.panel_context(sym_context, bars_panel)
+            features = clone.fit_transform(group, sym_context).reset_index()
             features.insert(0, "symbol", symbol)
             frames.append(features)
-        return pd.concat(frames, ignore_index=True)
+            if on_symbol is not None:
+                on_symbol(str(symbol))
+        panel = pd.concat(frames, ignore_index=True)
+        if self.config.rank_features:
+            from alphaloom.features.cross_asset import cross_sectional_rank
 
-    def get_feature_names_out(self) -> list[str]:
-        """Feature column names (available before ``fit``: they depend on the config only)."""
-        return [spec.name for spec in self._specs]
+            ranks = cross_sectional_rank(panel, columns=list(self.config.rank_features))
+            for name in self.config.rank_features:
+                panel[f"rank_{name}"] = ranks[f"{name}_rank"].to_numpy()
+        return panel
+
+    # --------------------------------------------------------------------------------------- streaming
+    def stream(self) -> FeatureStream:
+        """A streaming twin of :meth:`transform` for the fitted instrument: one bar in, one row out."""
+        transformers = self._require_fitted()
+        return FeatureStream([t.stream() for t in transformers], list(self.feature_names_))
+
+
+class FeatureStream:
+    """Incremental features: :meth:`update` takes the next bar and returns its feature row.
+
+    Bars must arrive in strictly increasing time with finite, positive prices; missing volume counts as
+    zero, as in batch mode. Side inputs (a reference close, sentiment, microstructure) come with each bar
+    in ``extras``, aligned the way the batch pipeline aligns them.
+    """
+
+    def __init__(self, streams: list[TransformerStream], names: list[str]) -> None:
+        self._streams = streams
+        self.names = names
+        self.n_features = len(names)
+        self._last_ts_ns: int | None = None
+
+    def update(self, bar: Any, extras: Mapping[str, float] | None = None) -> FloatArray:
+        """Features of the next bar, shape ``(n_features,)``, float64; NaN during warm-up.
+
+        Parameters
+        ----------
+        bar
+            A :class:`~alphaloom.core.types.Bar`, a mapping with ``ts`` (UTC datetime or ns int), ``open``,
+            ``high``, ``low``, ``close`` and ``volume``, or a :class:`~alphaloom.features.base.BarRow`.
+        extras
+            This bar's side inputs, by name.
+        """
+        row = self._row(bar, extras)
+        out = np.empty(self.n_features, dtype=np.float64)
+        j = 0
+        for stream in self._streams:
+            values = stream.update(row)
+            out[j : j + len(values)] = values
+            j += len(values)
+        return out
+
+    def _row(self, bar: Any, extras: Mapping[str, float] | None) -> BarRow:
+        if isinstance(bar, BarRow):
+            row = bar if extras is None else bar._replace(extras={**bar.extras, **extras})
+        else:
+            get = bar.get if isinstance(bar, Mapping) else lambda k, d=None: getattr(bar, k, d)
+            ts = get("ts")
+            if isinstance(ts, pd.Timestamp | np.datetime64) or hasattr(ts, "tzinfo"):
+                stamp = pd.Timestamp(ts)
+                if stamp.tzinfo is None:
+                    raise DataFormatError(f"bar ts {ts!r} has no timezone; features take UTC timestamps.")
+                ts_ns = int(stamp.value)
+            elif isinstance(ts, int | np.integer):
+                ts_ns = int(ts)
+            else:
+                raise DataFormatError(f"bar needs a 'ts' (UTC datetime or ns since the epoch), got {ts!r}.")
+            volume = get("volume")
+            row = BarRow(
+                ts_ns,
+                float(get("open")),
+                float(get("high")),
+                float(get("low")),
+                float(get("close")),
+                0.0 if volume is None or math.isnan(float(volume)) else float(volume),
+                dict(extras or {}),
+            )
+        for name in ("open", "high", "low", "close"):
+            value = getattr(row, name)
+            if not (math.isfinite(value) and value > 0.0):
+                raise DataFormatError(
+                    f"bar at {pd.Timestamp(row.ts_ns, tz='UTC').isoformat()}: '{name}' must be finite and "
+                    f"> 0, got {value!r}; drop or repair the bar before streaming it."
+                )
+        if not (row.volume >= 0.0 and math.isfinite(row.volume)):
+            raise DataFormatError(f"bar volume must be >= 0 (or missing), got {row.volume!r}.")
+        if self._last_ts_ns is not None and row.ts_ns <= self._last_ts_ns:
+            raise DataFormatError(
+                "bars must arrive in strictly increasing time: "
+                f"{pd.Timestamp(row.ts_ns, tz='UTC').isoformat()} follows "
+                f"{pd.Timestamp(self._last_ts_ns, tz='UTC').isoformat()}."
+            )
+        self._last_ts_ns = row.ts_ns
+        return row

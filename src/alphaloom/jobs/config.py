@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from alphaloom.backtest.costs import CostModel
 from alphaloom.core.config import ComponentConfig
+from alphaloom.features.pipeline import FeatureConfig
 
 __all__ = ["DEFAULT_SYMBOLS", "QUICK_SYMBOLS", "RLBudget", "RunConfig", "SplitConfig"]
 
@@ -66,6 +67,7 @@ class RunConfig(ComponentConfig):
     ensemble_method: Literal["performance", "thompson", "meta"] = "meta"
     ensemble_window: int = Field(default=20, ge=2)
     ensemble_confidence: float = Field(default=0.55, ge=0.0, le=1.0)
+    features: FeatureConfig = FeatureConfig()
 
     @classmethod
     def quick(cls, seed: int = 7) -> RunConfig:

@@ -259,24 +259,15 @@ def quarantine_table(
 # ------------------------------------------------------------------------------------------- features
 def compute_features(ws: Workspace, config: RunConfig, progress: StageProgress | None = None) -> dict:
     """Compute the feature set per symbol (batch mode) and store it in the ``features`` table."""
-    from alphaloom.features import FeatureConfig, FeatureEngineer
+    from alphaloom.features import FeatureEngineer
 
     progress = progress or NullProgress()
     bars = load_symbol_bars(ws, config)
     symbols = list(dict.fromkeys(bars["symbol"]))
     task = progress.task("features", total=len(symbols))
-    frames = []
-    names: list[str] = []
-    for sym in symbols:
-        sym_bars = bars[bars["symbol"] == sym].reset_index(drop=True)
-        fe = FeatureEngineer(FeatureConfig()).fit(sym_bars)
-        feats = fe.transform(sym_bars)
-        names = list(feats.columns)
-        frame = feats.reset_index()
-        frame.insert(0, "symbol", sym)
-        frames.append(frame)
-        task.advance()
-    table = pd.concat(frames, ignore_index=True)
+    engineer = FeatureEngineer(config.features)
+    table = engineer.transform_panel(bars, on_symbol=lambda _: task.advance())
+    names = [c for c in table.columns if c not in ("symbol", "ts")]
     with ws.open_store() as store:
         store.write_frame(FEATURES_TABLE, table)
     ws.save_config(config)
