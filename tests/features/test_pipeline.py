@@ -211,7 +211,7 @@ def test_config_rejects_bad_settings() -> None:
         FeatureConfig.from_dict({"groups": ["returns", "wavelets"]})
     with pytest.raises(ConfigError, match="at least one horizon"):
         FeatureConfig.from_dict({"groups": ["returns"], "returns": {"windows": []}})
-    with pytest.raises(ConfigError, match="rank_features.*Did you mean 'log_ret_20'"):
+    with pytest.raises(ConfigError, match=r"rank_features.*Did you mean 'log_ret_20'"):
         FeatureConfig.from_dict({"rank_features": ["log_ret20"]})
     tuned = FeatureConfig.from_dict({"price": {"rsi_window": 10}})
     assert FeatureConfig().config_hash() != tuned.config_hash()
@@ -334,7 +334,7 @@ def test_matrix_is_float32_with_names(spy: pd.DataFrame) -> None:
     assert set(engineer.timings_) == set(FeatureConfig().groups)
 
 
-def test_config_loads_from_toml(tmp_path, spy: pd.DataFrame) -> None:  # noqa: ANN001
+def test_config_loads_from_toml(tmp_path, spy: pd.DataFrame) -> None:
     from alphaloom.core.config import load_config
 
     path = tmp_path / "features.toml"
@@ -348,7 +348,8 @@ def test_config_loads_from_toml(tmp_path, spy: pd.DataFrame) -> None:  # noqa: A
     engineer = FeatureEngineer(config)
     names = engineer.get_feature_names_out()
     assert names[:2] == ["log_ret_1", "log_ret_5"]
-    assert "wav_energy_a2" in names and "wav_trend_dist" in names
+    assert "wav_energy_a2" in names
+    assert "wav_trend_dist" in names
     assert config.config_hash() == load_config(FeatureConfig, path).config_hash()
 
 
@@ -363,3 +364,20 @@ def test_panel_adds_cross_sectional_ranks(stock_panel: pd.DataFrame) -> None:
     for _, g in list(full.groupby("ts"))[:20]:
         order = g.sort_values("log_ret_20")["rank_log_ret_20"].to_numpy()
         np.testing.assert_allclose(order, [0.0, 0.5, 1.0])
+
+
+def test_cross_asset_reference_comes_from_the_panel(stock_panel: pd.DataFrame) -> None:
+    panel = stock_panel[stock_panel["symbol"].isin(["SPY", "QQQ"])].groupby("symbol").tail(400)
+    config = FeatureConfig.from_dict({"groups": ["returns", "cross_asset"], "cross_asset": {"window": 60}})
+    out = FeatureEngineer(config).transform_panel(panel)
+    spy = out[out["symbol"] == "SPY"].dropna()
+    np.testing.assert_allclose(spy[["corr_ref_60", "beta_ref_60"]].to_numpy(), 1.0, rtol=1e-9)
+    qqq = out[out["symbol"] == "QQQ"].dropna()
+    assert qqq["corr_ref_60"].median() > 0.7
+    assert 0.5 < qqq["beta_ref_60"].median() < 2.0
+
+
+def test_cross_asset_without_a_reference_says_how_to_pass_one(spy: pd.DataFrame) -> None:
+    config = FeatureConfig.from_dict({"groups": ["cross_asset"]})
+    with pytest.raises(DataFormatError, match=r"FeatureContext\(reference=bars\)"):
+        FeatureEngineer(config).fit(spy.drop(columns="symbol"))

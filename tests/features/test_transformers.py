@@ -166,6 +166,5 @@ def test_a_transformer_refuses_a_config_of_another_kind() -> None:
 
 def test_side_inputs_with_the_wrong_length_are_refused(real_bars: dict) -> None:
     engineer = FeatureEngineer()
-    with pytest.raises(DataFormatError, match="side input 'x'.*align it"):
+    with pytest.raises(DataFormatError, match=r"side input 'x'.*align it"):
         engineer.inputs(real_bars["AAPL"], FeatureContext(extras={"x": np.zeros(3)}))
-

@@ -78,6 +78,7 @@ from alphaloom.features.base import (
 )
 from alphaloom.features.transformers import (
     VOLUME_ROC_CLIP,
+    CrossAssetConfig,
     FourierConfig,
     FractalConfig,
     HurstConfig,
@@ -131,6 +132,7 @@ class FeatureConfig(ComponentConfig):
     fourier: FourierConfig = Field(default_factory=FourierConfig)
     fractal: FractalConfig = Field(default_factory=FractalConfig)
     hurst: HurstConfig = Field(default_factory=HurstConfig)
+    cross_asset: CrossAssetConfig = Field(default_factory=CrossAssetConfig)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     rank_features: tuple[str, ...] = ()
 

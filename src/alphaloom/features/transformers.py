@@ -39,13 +39,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Annotated
 
 import numpy as np
+import pandas as pd
 from pydantic import Field, model_validator
 
 from alphaloom.core.config import ComponentConfig
-from alphaloom.features import fractal, spectral
+from alphaloom.core.exceptions import DataFormatError
+from alphaloom.features import cross_asset, fractal, spectral
 from alphaloom.features import indicators as ind
 from alphaloom.features._online import (
     NAN,
@@ -58,6 +61,7 @@ from alphaloom.features._online import (
 )
 from alphaloom.features.base import (
     BarRow,
+    FeatureContext,
     FeatureInput,
     FeatureTransformer,
     FloatArray,
@@ -67,6 +71,8 @@ from alphaloom.features.base import (
 
 __all__ = [
     "VOLUME_ROC_CLIP",
+    "CrossAssetConfig",
+    "CrossAssetTransformer",
     "FourierConfig",
     "FourierTransformer",
     "FractalConfig",
@@ -790,3 +796,84 @@ class HurstTransformer(FeatureTransformer[HurstConfig]):
 
     def _stream(self) -> StreamState:
         return _TrailingWindowStream(self.config.window, 2, self._kernel)
+
+
+# ---------------------------------------------------------------------------------------- cross-asset
+class CrossAssetConfig(ComponentConfig):
+    """Correlation and beta to a reference asset.
+
+    Parameters
+    ----------
+    reference
+        Symbol of the reference asset; taken from the panel when the panel holds it, else pass its bars as
+        ``FeatureContext(reference=...)``.
+    window
+        Log returns per window.
+    """
+
+    reference: str = Field(default="SPY", min_length=1)
+    window: Annotated[int, Field(ge=2, le=10_000)] = 60
+
+
+class _CrossAssetStream(StreamState):
+    def __init__(self, window: int) -> None:
+        self.inner = cross_asset.CrossAssetStream(window)
+
+    def update(self, row: BarRow) -> FloatArray:
+        ref = row.extras.get("ref_close")
+        if ref is None:
+            raise DataFormatError(
+                "the cross-asset stream needs each bar's reference close: "
+                "stream.update(bar, extras={'ref_close': <reference close as of the bar>})."
+            )
+        return self.inner.update(row.close, ref)
+
+
+@register_transformer
+class CrossAssetTransformer(FeatureTransformer[CrossAssetConfig]):
+    """Rolling correlation and beta of the asset's log returns to a reference asset's.
+
+    The reference close is aligned to each bar by a backward as-of join (the last reference bar at or before
+    the bar), so a reference that did not trade repeats its close and contributes a zero return.
+    """
+
+    kind = "cross_asset"
+    config_class = CrossAssetConfig
+    requires = ("ref_close",)
+
+    def _names(self) -> tuple[str, ...]:
+        w = self.config.window
+        return (f"corr_ref_{w}", f"beta_ref_{w}")
+
+    def _warmups(self) -> tuple[int, ...]:
+        return (self.config.window,) * 2
+
+    def _side_input_hint(self) -> str:
+        return (
+            f"Pass the reference asset's bars ({self.config.reference}) as FeatureContext(reference=bars), "
+            "or include that symbol in the panel given to transform_panel."
+        )
+
+    def side_inputs(self, context: FeatureContext, data: FeatureInput) -> dict[str, FloatArray]:
+        ref = context.reference
+        if ref is None:
+            return {}
+        if not isinstance(ref, pd.DataFrame) or not {"ts", "close"} <= set(ref.columns):
+            got = list(ref.columns) if isinstance(ref, pd.DataFrame) else type(ref).__name__
+            raise DataFormatError(
+                f"FeatureContext.reference must be a bars frame with 'ts' and 'close' columns, got {got}."
+            )
+        ref_ts = pd.DatetimeIndex(ref["ts"])
+        return {"ref_close": cross_asset.align_reference(data.ts, ref_ts, ref["close"].to_numpy(np.float64))}
+
+    def panel_context(self, context: FeatureContext, panel: pd.DataFrame) -> FeatureContext:
+        if context.reference is not None:
+            return context
+        ref = panel[panel["symbol"] == self.config.reference]
+        return replace(context, reference=ref) if len(ref) else context
+
+    def _transform(self, data: FeatureInput) -> FloatArray:
+        return cross_asset.cross_asset_features(data.close, data.extras["ref_close"], self.config.window)
+
+    def _stream(self) -> StreamState:
+        return _CrossAssetStream(self.config.window)
