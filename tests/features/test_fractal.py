@@ -228,3 +228,110 @@ def test_stream_rejects_bad_price(bad: float) -> None:
     for stream in (fr.FractalStream(), fr.HurstStream()):
         with pytest.raises(DataFormatError, match="strictly positive"):
             stream.update(bad)
+
+
+# ------------------------------------------------------------------ compiled kernels vs textbook definitions
+#
+# The batch kernels share work between neighbouring windows and the streams run one-window kernels; both must
+# equal a plain per-window transcription of each estimator's definition (numpy, np.polyfit for the slopes).
+# Checked on real SPY closes over the whole sample at random window ends; tolerance 1e-10 (the estimates are
+# of order 1, the differences are rounding in a different summation order).
+
+REF_TOL = 1e-10
+
+
+def _ref_katz(w: np.ndarray) -> float:
+    steps = np.abs(np.diff(w))
+    m = len(w) - 1
+    d = np.abs(w - w[0]).max()
+    return math.log10(m) / (math.log10(m) + math.log10(d / steps.sum()))
+
+
+def _ref_higuchi(w: np.ndarray, k_max: int) -> float:
+    n = len(w)
+    log_l = []
+    for k in range(1, k_max + 1):
+        curve = []
+        for m in range(k):
+            sub = w[m::k]
+            curve.append(np.abs(np.diff(sub)).sum() * (n - 1) / ((len(sub) - 1) * k) / k)
+        log_l.append(math.log(np.mean(curve)))
+    return -np.polyfit(np.log(np.arange(1, k_max + 1)), log_l, 1)[0]
+
+
+def _ref_rs(close_window: np.ndarray, min_chunk: int) -> float:
+    r = np.diff(np.log(close_window))
+    sizes, log_rs = [], []
+    size = min_chunk
+    while size <= len(r):
+        chunks = r[len(r) - (len(r) // size) * size :].reshape(-1, size)
+        ratios = []
+        for c in chunks:
+            z = np.cumsum(c - c.mean())
+            if c.std() > 0:
+                ratios.append((z.max() - z.min()) / c.std())
+        sizes.append(size)
+        log_rs.append(math.log(np.mean(ratios)))
+        size *= 2
+    return np.polyfit(np.log(sizes), log_rs, 1)[0]
+
+
+def _ref_dfa(close_window: np.ndarray, scales: tuple[int, ...]) -> float:
+    r = np.diff(np.log(close_window))
+    profile = np.cumsum(r - r.mean())
+    log_f = []
+    for s in scales:
+        segs = profile[len(r) - (len(r) // s) * s :].reshape(-1, s)
+        x = np.arange(s)
+        resid = [seg - np.polyval(np.polyfit(x, seg, 1), x) for seg in segs]
+        log_f.append(0.5 * math.log(np.mean(np.square(resid))))
+    return np.polyfit(np.log(scales), log_f, 1)[0]
+
+
+@pytest.fixture(scope="module")
+def spy_full() -> np.ndarray:
+    from alphaloom.data.sample import load_sample
+
+    panel = load_sample("us_equities_daily")
+    return panel.loc[panel["symbol"] == "SPY", "close"].to_numpy(dtype=np.float64)
+
+
+@pytest.mark.parametrize(
+    ("name", "window", "batch", "reference"),
+    [
+        ("katz", 64, lambda c: fr.katz_fd(np.log(c), 64), lambda w: _ref_katz(np.log(w))),
+        ("higuchi", 128, lambda c: fr.higuchi_fd(np.log(c), 128, 10), lambda w: _ref_higuchi(np.log(w), 10)),
+        ("higuchi_odd", 45, lambda c: fr.higuchi_fd(c, 45, 7), lambda w: _ref_higuchi(w, 7)),
+        ("rs", 256, lambda c: fr.hurst_rs(c, 256, 8), lambda w: _ref_rs(w, 8)),
+        ("rs_small", 40, lambda c: fr.hurst_rs(c, 40, 4), lambda w: _ref_rs(w, 4)),
+        ("dfa", 256, lambda c: fr.hurst_dfa(c, 256), lambda w: _ref_dfa(w, (8, 16, 32))),
+        (
+            "dfa_scales",
+            300,
+            lambda c: fr.hurst_dfa(c, 300, (5, 12, 40, 99)),
+            lambda w: _ref_dfa(w, (5, 12, 40, 99)),
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_kernels_equal_textbook_definition_on_spy(name, window, batch, reference, spy_full) -> None:
+    got = batch(spy_full)
+    ends = np.random.default_rng(len(name)).integers(window - 1, len(spy_full), 60)
+    for t in (*ends, window - 1, len(spy_full) - 1):
+        want = reference(spy_full[t - window + 1 : t + 1])
+        assert abs(got[t] - want) <= REF_TOL, (name, t, got[t], want)
+
+
+def test_streams_equal_batch_bit_for_bit(spy_full: np.ndarray) -> None:
+    # Same compiled per-window arithmetic in the same order: not just close, identical.
+    close = spy_full[-700:]
+    fs, hs = (
+        fr.FractalStream(katz_window=20, higuchi_window=30, k_max=6),
+        fr.HurstStream(window=65, min_chunk=4),
+    )
+    got_f = np.array([fs.update(c) for c in close])
+    got_h = np.array([hs.update(c) for c in close])
+    np.testing.assert_array_equal(got_f[:, 0], fr.katz_fd(close, 20))
+    np.testing.assert_array_equal(got_f[:, 1], fr.higuchi_fd(close, 30, 6))
+    np.testing.assert_array_equal(got_h[:, 0], fr.hurst_rs(close, 65, 4))
+    np.testing.assert_array_equal(got_h[:, 1], fr.hurst_dfa(close, 65))

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import pywt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alphaloom.core.exceptions import ConfigError, DataFormatError
+from alphaloom.features import spectral
 from alphaloom.features.spectral import (
     FourierStream,
     WaveletStream,
@@ -177,3 +179,74 @@ def test_stream_refuses_a_bad_close() -> None:
     stream = FourierStream(window=16)
     with pytest.raises(DataFormatError, match="finite and positive"):
         stream.update(-3.0)
+
+
+# ------------------------------------------------------------- compiled trend kernel vs the textbook recipe
+#
+# The denoised trend runs as a compiled kernel of precomputed linear maps and a median sorting network; it
+# must equal the plain recipe per window (pywt.wavedec, MAD threshold, pywt.threshold, pywt.waverec) to 1e-12.
+
+
+def _reference_trend(close_window: np.ndarray, wavelet: str, level: int, mode: str) -> float:
+    logp = np.log(close_window)
+    coeffs = pywt.wavedec(logp, wavelet, mode=mode, level=level)
+    sigma = np.median(np.abs(coeffs[-1])) / 0.6744897501960817
+    thr = sigma * np.sqrt(2.0 * np.log(len(logp)))
+    shrunk = [coeffs[0], *(pywt.threshold(c, thr, mode="soft") for c in coeffs[1:])]
+    return float(np.expm1(logp[-1] - pywt.waverec(shrunk, wavelet, mode=mode)[len(logp) - 1]))
+
+
+@pytest.mark.parametrize(
+    ("window", "wavelet", "level", "mode"),
+    [
+        (64, "db4", 3, "symmetric"),
+        (128, "sym8", 3, "symmetric"),
+        (33, "db2", 2, "reflect"),
+        (50, "coif1", 2, "periodization"),
+        (64, "haar", 4, "zero"),
+    ],
+)
+def test_trend_equals_the_textbook_recipe_on_real_data(
+    stock_panel: pd.DataFrame, window: int, wavelet: str, level: int, mode: str
+) -> None:
+    close = stock_panel.loc[stock_panel["symbol"] == "AAPL", "close"].to_numpy()
+    got = wavelet_denoised_trend(close, window, wavelet, level, mode=mode)
+    ends = np.random.default_rng(window).integers(window - 1, len(close), 80)
+    for t in (*ends, window - 1, len(close) - 1):
+        want = _reference_trend(close[t - window + 1 : t + 1], wavelet, level, mode)
+        assert abs(got[t] - want) <= PARITY_TOL, (t, got[t], want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.integers(0, 6).map(float) | st.floats(0, 1e3), min_size=1, max_size=80))
+def test_median_network_gives_the_median(values: list[float]) -> None:
+    a = np.array(values)
+    for lo, hi in spectral._median_network(a.size):
+        if a[hi] < a[lo]:
+            a[lo], a[hi] = a[hi], a[lo]
+    k = (a.size - 1) // 2
+    got = a[k] if a.size % 2 else (a[k] + a[k + 1]) / 2.0
+    assert got == np.median(values)
+
+
+def test_trend_stream_is_bit_identical_to_batch(spy: pd.DataFrame) -> None:
+    close = spy["close"].to_numpy()[:400]
+    stream = WaveletStream(window=40, wavelet="db3", level=2)
+    streamed = np.array([stream.update(c) for c in close])[:, -1]
+    np.testing.assert_array_equal(streamed, wavelet_denoised_trend(close, 40, "db3", 2))
+
+
+def test_fourier_equals_the_textbook_recipe_on_real_data(stock_panel: pd.DataFrame) -> None:
+    close = stock_panel.loc[stock_panel["symbol"] == "IBM", "close"].to_numpy()
+    window, bands = 128, ((2, 5), (5, 20), (20, 64))
+    got = fourier_features(close, window, bands)
+    periods = window / np.arange(1, window // 2 + 1)
+    for t in (*np.random.default_rng(5).integers(window - 1, len(close), 80), window - 1, len(close) - 1):
+        logp = np.log(close[t - window + 1 : t + 1])
+        x = np.arange(window)
+        resid = (logp - np.polyval(np.polyfit(x, logp, 1), x)) * np.hanning(window)
+        power = np.abs(np.fft.rfft(resid)[1:]) ** 2
+        want = [periods[np.argmax(power)]] + [
+            power[(periods >= lo) & (periods <= hi)].sum() / power.sum() for lo, hi in bands
+        ]
+        np.testing.assert_allclose(got[t], want, rtol=0, atol=PARITY_TOL)
