@@ -2,11 +2,15 @@
 
 Tolerances: streams must give the batch values to ``rtol=1e-9`` (``atol=1e-12`` for values that are
 differences of nearly equal numbers, such as a close over its moving average minus 1); look-ahead checks are
-exact (bit-for-bit).
+exact (bit-for-bit). Real data: daily stocks, forex and crypto from the shipped samples; IBM quotes, trades
+and the 1-minute bars built from them (shared data directory) for the microstructure transformer; real
+headlines and tweets for the sentiment transformer.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +28,7 @@ from alphaloom.features import (
     FeatureEngineer,
     FeatureTransformer,
 )
+from alphaloom.features import microstructure as ms
 from alphaloom.features.base import FeatureInput
 
 from .conftest import make_bars
@@ -39,40 +44,85 @@ SMALL: dict[str, dict[str, Any]] = {
     "volume": {"session_vwap": True},
 }
 
+REPO = Path(__file__).resolve().parents[2]
+SHARED = next((p for p in (Path("/work/shared/data"), REPO.parent / "shared" / "data") if p.is_dir()), None)
+DAILY = ("AAPL", "EURUSD", "BTCUSD")
+
 
 def small_transformer(kind: str) -> FeatureTransformer[Any]:
     cls = TRANSFORMERS[kind]
     return cls(cls.config_class.from_dict(SMALL.get(kind, {})))
 
 
-def context_for(kind: str, bars: pd.DataFrame) -> FeatureContext:
-    """Side data for the transformers that need it, built from real data."""
-    if kind == "cross_asset":
-        panel = load_sample("us_equities_daily")
-        reference = panel[panel["symbol"] == "SPY"]
-        return FeatureContext(reference=reference)
-    return FeatureContext()
+def shared_dir() -> Path:
+    if SHARED is None:
+        pytest.fail("the shared real-data directory (/work/shared/data or ../shared/data) is missing")
+    return SHARED
 
 
-def engineer_inputs(transformer: FeatureTransformer[Any], bars: pd.DataFrame) -> FeatureInput:
-    engineer = FeatureEngineer.from_transformers([transformer])
-    return engineer.inputs(bars, context_for(transformer.kind, bars))
-
-
-KINDS = list(TRANSFORMERS)
-
-
-@pytest.fixture(scope="module")
-def real_bars() -> dict[str, pd.DataFrame]:
+@lru_cache(maxsize=1)
+def daily_bars() -> dict[str, pd.DataFrame]:
     stocks = load_sample("us_equities_daily")
     fx = load_sample("fx_daily")
     crypto = load_sample("crypto_daily")
     pick = {
         "AAPL": stocks[stocks["symbol"] == "AAPL"].tail(700),
         "EURUSD": fx[fx["symbol"] == "EURUSD"].tail(700),
-        "BTCUSD": crypto[crypto["symbol"] == crypto["symbol"].iloc[0]].tail(700),
+        "BTCUSD": crypto[crypto["symbol"] == "BTCUSD"].tail(700),
     }
     return {k: v.reset_index(drop=True) for k, v in pick.items()}
+
+
+@lru_cache(maxsize=1)
+def ibm_minute_case() -> tuple[pd.DataFrame, FeatureContext]:
+    """Real IBM quotes and trades (2013-10-07/08) and the 1-minute bars built from those trades."""
+    folder = shared_dir() / "microstructure"
+    quotes = ms.lean_equity_quotes(
+        pd.read_csv(folder / "lean_ibm_quote_ticks_by_exchange_2013-10-07_08.csv.gz")
+    )
+    trades = ms.lean_equity_trades(pd.read_csv(folder / "lean_ibm_trade_ticks_2013-10-07_08.csv.gz"))
+    t = trades.frame.set_index("ts")
+    bars = t["price"].resample("1min").ohlc()
+    bars["volume"] = t["size"].resample("1min").sum()
+    bars = bars.dropna().reset_index()
+    bars.insert(0, "symbol", "IBM")
+    return bars, FeatureContext(quotes=quotes.frame, trades=trades.frame)
+
+
+def real_cases(kind: str) -> list[str]:
+    if kind == "microstructure":
+        return ["IBM-1min"]
+    return list(DAILY)
+
+
+def real_case(kind: str, name: str) -> tuple[pd.DataFrame, FeatureContext]:
+    if name == "IBM-1min":
+        return ibm_minute_case()
+    bars = daily_bars()[name]
+    if kind == "cross_asset":
+        panel = load_sample("us_equities_daily")
+        return bars, FeatureContext(reference=panel[panel["symbol"] == "SPY"])
+    return bars, FeatureContext()
+
+
+def random_side_inputs(kind: str, n: int, seed: int) -> dict[str, np.ndarray]:
+    """Seeded side inputs for the property tests (a positive walk for prices, noise with gaps otherwise)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in TRANSFORMERS[kind].requires:
+        if name.endswith("close"):
+            out[name] = 50.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n)))
+        else:
+            values = rng.normal(0.0, 1.0, n)
+            values[rng.random(n) < 0.1] = np.nan
+            out[name] = values
+    return out
+
+
+def engineer_inputs(
+    transformer: FeatureTransformer[Any], bars: pd.DataFrame, context: FeatureContext | None = None
+) -> FeatureInput:
+    return FeatureEngineer.from_transformers([transformer]).inputs(bars, context)
 
 
 def run_stream(transformer: FeatureTransformer[Any], data: FeatureInput) -> np.ndarray:
@@ -80,11 +130,14 @@ def run_stream(transformer: FeatureTransformer[Any], data: FeatureInput) -> np.n
     return np.vstack([stream.update(data.row(t)) for t in range(data.n_bars)])
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("symbol", ["AAPL", "EURUSD", "BTCUSD"])
-def test_stream_equals_batch_on_real_bars(kind: str, symbol: str, real_bars: dict[str, pd.DataFrame]) -> None:
+KINDS = list(TRANSFORMERS)
+STREAM_CASES = [(kind, name) for kind in KINDS for name in real_cases(kind)]
+
+
+@pytest.mark.parametrize(("kind", "case"), STREAM_CASES)
+def test_stream_equals_batch_on_real_bars(kind: str, case: str) -> None:
     transformer = small_transformer(kind)
-    data = engineer_inputs(transformer, real_bars[symbol])
+    data = engineer_inputs(transformer, *real_case(kind, case))
     batch = transformer.fit(data).transform(data)
     streamed = run_stream(transformer, data)
     assert streamed.shape == batch.shape
@@ -95,9 +148,9 @@ def test_stream_equals_batch_on_real_bars(kind: str, symbol: str, real_bars: dic
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_warm_up_rows_are_nan_and_later_rows_defined(kind: str, real_bars: dict[str, pd.DataFrame]) -> None:
+def test_warm_up_rows_are_nan_and_later_rows_defined(kind: str) -> None:
     transformer = small_transformer(kind)
-    data = engineer_inputs(transformer, real_bars["AAPL"])
+    data = engineer_inputs(transformer, *real_case(kind, real_cases(kind)[0]))
     values = transformer.fit(data).transform(data)
     assert values.dtype == np.float64
     assert values.shape == (data.n_bars, len(transformer.feature_names_))
@@ -110,17 +163,17 @@ def test_warm_up_rows_are_nan_and_later_rows_defined(kind: str, real_bars: dict[
 
 
 @pytest.mark.parametrize("kind", [k for k in KINDS if TRANSFORMERS[k].finite_memory])
-def test_finite_memory_rows_depend_only_on_the_declared_look_back(
-    kind: str, real_bars: dict[str, pd.DataFrame]
-) -> None:
+def test_finite_memory_rows_depend_only_on_the_declared_look_back(kind: str) -> None:
     transformer = small_transformer(kind)
-    bars = real_bars["AAPL"]
-    full = transformer.fit(engineer_inputs(transformer, bars)).transform(engineer_inputs(transformer, bars))
+    bars, context = real_case(kind, real_cases(kind)[0])
+    data = engineer_inputs(transformer, bars, context)
+    full = transformer.fit(data).transform(data)
     lb = transformer.lookback
     for t in (lb + 5, 400, len(bars) - 1):
         window = bars.iloc[t - lb : t + 1].reset_index(drop=True)
-        data = engineer_inputs(transformer, window)
-        np.testing.assert_allclose(transformer.transform(data)[-1], full[t], rtol=RTOL, atol=ATOL)
+        extras = {k: v[t - lb : t + 1] for k, v in data.extras.items()}
+        part = engineer_inputs(transformer, window, FeatureContext(extras=extras))
+        np.testing.assert_allclose(transformer.transform(part)[-1], full[t], rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -136,23 +189,41 @@ def test_changing_bars_after_t_never_changes_features_up_to_t(
     for col in ("open", "high", "low", "close"):
         altered.loc[after, col] *= scale
     altered.loc[after, "volume"] *= 3.0 - scale
-    a = transformer.fit(engineer_inputs(transformer, bars)).transform(engineer_inputs(transformer, bars))
-    b = transformer.transform(engineer_inputs(transformer, altered))
+    side = random_side_inputs(kind, len(bars), seed)
+    side_altered = {k: np.where(after, v * scale + 1.0, v) for k, v in side.items()}
+    a_in = engineer_inputs(transformer, bars, FeatureContext(extras=side))
+    b_in = engineer_inputs(transformer, altered, FeatureContext(extras=side_altered))
+    a = transformer.fit(a_in).transform(a_in)
+    b = transformer.transform(b_in)
     np.testing.assert_array_equal(a[: cut + 1], b[: cut + 1])
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_transform_before_fit_and_stream_before_fit_raise(kind: str, real_bars: dict) -> None:
+def test_transform_before_fit_and_stream_before_fit_raise(kind: str) -> None:
     transformer = small_transformer(kind)
-    data = engineer_inputs(transformer, real_bars["AAPL"])
+    data = engineer_inputs(transformer, *real_case(kind, real_cases(kind)[0]))
     with pytest.raises(NotFittedError, match="fit"):
         transformer.transform(data)
     with pytest.raises(NotFittedError, match="fit"):
         transformer.stream()
 
 
+@pytest.mark.parametrize("kind", [k for k in KINDS if TRANSFORMERS[k].requires])
+def test_missing_side_inputs_say_how_to_provide_them(kind: str) -> None:
+    transformer = small_transformer(kind)
+    data = engineer_inputs(
+        transformer, daily_bars()["AAPL"], FeatureContext(extras=random_side_inputs(kind, 700, 0))
+    )
+    transformer.fit(data)
+    bare = FeatureInput(data.symbol, data.ts, data.open, data.high, data.low, data.close, data.volume, {})
+    with pytest.raises(DataFormatError, match="FeatureContext"):
+        transformer.transform(bare)
+    with pytest.raises(DataFormatError, match="extras"):
+        transformer.stream().update(bare.row(0))
+
+
 def test_every_kind_is_configurable_from_the_feature_config() -> None:
-    config = FeatureConfig.from_dict({"groups": KINDS, **{k: v for k, v in SMALL.items()}})
+    config = FeatureConfig.from_dict({"groups": KINDS, **SMALL})
     engineer = FeatureEngineer(config)
     names = engineer.get_feature_names_out()
     assert len(names) == len(set(names))
@@ -164,7 +235,7 @@ def test_a_transformer_refuses_a_config_of_another_kind() -> None:
         TRANSFORMERS["price"](TRANSFORMERS["returns"].config_class())
 
 
-def test_side_inputs_with_the_wrong_length_are_refused(real_bars: dict) -> None:
+def test_side_inputs_with_the_wrong_length_are_refused() -> None:
     engineer = FeatureEngineer()
     with pytest.raises(DataFormatError, match=r"side input 'x'.*align it"):
-        engineer.inputs(real_bars["AAPL"], FeatureContext(extras={"x": np.zeros(3)}))
+        engineer.inputs(daily_bars()["AAPL"], FeatureContext(extras={"x": np.zeros(3)}))

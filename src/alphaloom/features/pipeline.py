@@ -76,6 +76,7 @@ from alphaloom.features.base import (
     FloatArray,
     TransformerStream,
 )
+from alphaloom.features.microstructure import MicrostructureConfig
 from alphaloom.features.transformers import (
     VOLUME_ROC_CLIP,
     CrossAssetConfig,
@@ -133,6 +134,7 @@ class FeatureConfig(ComponentConfig):
     fractal: FractalConfig = Field(default_factory=FractalConfig)
     hurst: HurstConfig = Field(default_factory=HurstConfig)
     cross_asset: CrossAssetConfig = Field(default_factory=CrossAssetConfig)
+    microstructure: MicrostructureConfig = Field(default_factory=MicrostructureConfig)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     rank_features: tuple[str, ...] = ()
 

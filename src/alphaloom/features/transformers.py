@@ -48,7 +48,7 @@ from pydantic import Field, model_validator
 
 from alphaloom.core.config import ComponentConfig
 from alphaloom.core.exceptions import DataFormatError
-from alphaloom.features import cross_asset, fractal, spectral
+from alphaloom.features import cross_asset, fractal, microstructure, spectral
 from alphaloom.features import indicators as ind
 from alphaloom.features._online import (
     NAN,
@@ -79,6 +79,7 @@ __all__ = [
     "FractalTransformer",
     "HurstConfig",
     "HurstTransformer",
+    "MicrostructureTransformer",
     "PriceConfig",
     "PriceTransformer",
     "ReturnsConfig",
@@ -877,3 +878,75 @@ class CrossAssetTransformer(FeatureTransformer[CrossAssetConfig]):
 
     def _stream(self) -> StreamState:
         return _CrossAssetStream(self.config.window)
+
+
+# ------------------------------------------------------------------------------------- microstructure
+_MS_COLUMNS = ("quoted_spread_bps", "effective_spread_bps", "ofi_norm", "trade_sign_imbalance")
+_MS_INPUTS = tuple(f"ms_{c}" for c in _MS_COLUMNS)
+
+
+class _MicrostructureStream(StreamState):
+    def __init__(self) -> None:
+        self.last_effective = NAN
+
+    def update(self, row: BarRow) -> list[float]:
+        missing = [n for n in _MS_INPUTS if n not in row.extras]
+        if missing:
+            raise DataFormatError(
+                f"the microstructure stream needs each bar's {', '.join(missing)} in extras: run a "
+                "MicrostructureStream over the quotes and trades and pass each closed bar's values."
+            )
+        quoted, effective, ofi, imbalance = (row.extras[n] for n in _MS_INPUTS)
+        if not math.isnan(effective):
+            self.last_effective = effective
+        return [quoted, self.last_effective, ofi, imbalance]
+
+
+@register_transformer
+class MicrostructureTransformer(FeatureTransformer[microstructure.MicrostructureConfig]):
+    """Per-bar market microstructure from L1 quotes and trades.
+
+    Features: ``quoted_spread_bps`` (time-weighted over the bar, the prevailing quote carried in),
+    ``effective_spread_bps`` (size-weighted over the bar's trades; a bar without trades repeats the last
+    value), ``ofi_norm`` (Cont-Kukanov-Stoikov order-flow imbalance over the mean best-level depth; NaN where
+    the feed has no sizes) and ``trade_sign_imbalance`` (signed over total volume, 0 without trades). The
+    config's ``interval`` must be the bars' spacing; quotes and trades come through
+    ``FeatureContext(quotes=..., trades=...)`` (with a ``symbol`` column for panels).
+    """
+
+    kind = "microstructure"
+    config_class = microstructure.MicrostructureConfig
+    requires = _MS_INPUTS
+
+    def _names(self) -> tuple[str, ...]:
+        return _MS_COLUMNS
+
+    def _warmups(self) -> tuple[int, ...]:
+        return (0,) * len(_MS_COLUMNS)
+
+    def _side_input_hint(self) -> str:
+        return "Pass L1 quotes and/or trades as FeatureContext(quotes=..., trades=...)."
+
+    def side_inputs(self, context: FeatureContext, data: FeatureInput) -> dict[str, FloatArray]:
+        quotes, trades = context.quotes, context.trades
+        if quotes is None and trades is None:
+            return {}
+        if data.symbol is not None:
+            quotes = _rows_of(quotes, data.symbol)
+            trades = _rows_of(trades, data.symbol)
+        frame = microstructure.bar_microstructure(quotes, trades, self.config, bar_ts=data.ts).frame
+        return {f"ms_{c}": frame[c].to_numpy(np.float64) for c in _MS_COLUMNS}
+
+    def _transform(self, data: FeatureInput) -> FloatArray:
+        cols = [data.extras[n] for n in _MS_INPUTS]
+        cols[1] = pd.Series(cols[1]).ffill().to_numpy()
+        return np.column_stack(cols)
+
+    def _stream(self) -> StreamState:
+        return _MicrostructureStream()
+
+
+def _rows_of(frame: pd.DataFrame | None, symbol: str) -> pd.DataFrame | None:
+    if frame is None or "symbol" not in frame.columns:
+        return frame
+    return frame[frame["symbol"] == symbol].drop(columns="symbol")
