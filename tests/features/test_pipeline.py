@@ -381,3 +381,20 @@ def test_cross_asset_without_a_reference_says_how_to_pass_one(spy: pd.DataFrame)
     config = FeatureConfig.from_dict({"groups": ["cross_asset"]})
     with pytest.raises(DataFormatError, match=r"FeatureContext\(reference=bars\)"):
         FeatureEngineer(config).fit(spy.drop(columns="symbol"))
+
+
+def test_a_headline_never_reaches_the_bar_of_its_own_date() -> None:
+    from alphaloom.features import FeatureContext
+    from alphaloom.features.sentiment import prepare_items
+
+    ts = pd.date_range("2020-03-02", periods=60, freq="D", tz="UTC")
+    bars = pd.DataFrame({"ts": ts, "open": 100.0, "high": 101.0, "low": 99.0, "close": 100.5, "volume": 1e6})
+    headline = "Shares plunge as the company files for bankruptcy"
+    news = prepare_items(pd.DataFrame({"timestamp": ["2020-03-10"], "text": [headline]}), symbol_col=None)
+    config = FeatureConfig.from_dict({"groups": ["sentiment"], "sentiment": {"news_symbol": "*"}})
+    features = FeatureEngineer(config).fit_transform(bars, FeatureContext(news=news))
+    count = np.expm1(features["sent_count_log1p"])
+    assert count.loc["2020-03-10"] == 0.0
+    assert count.loc["2020-03-11"] == 1.0
+    assert features.loc["2020-03-11", "sent_mean"] < -0.3
+    assert (features.loc[:"2020-03-10"].to_numpy() == 0.0).all()

@@ -27,6 +27,7 @@ from alphaloom.features import (
     FeatureContext,
     FeatureEngineer,
     FeatureTransformer,
+    sentiment,
 )
 from alphaloom.features import microstructure as ms
 from alphaloom.features.base import FeatureInput
@@ -89,15 +90,29 @@ def ibm_minute_case() -> tuple[pd.DataFrame, FeatureContext]:
     return bars, FeatureContext(quotes=quotes.frame, trades=trades.frame)
 
 
+@lru_cache(maxsize=1)
+def aapl_tweets_case() -> tuple[pd.DataFrame, FeatureContext]:
+    """Real AAPL daily bars for 2014-2015 and the StockNet tweets about AAPL."""
+    tweets = pd.read_csv(shared_dir() / "news" / "stocknet_tweets_88_tickers_2014-2015.csv.gz")
+    items = sentiment.prepare_items(tweets[tweets["symbol"] == "AAPL"])
+    stocks = load_sample("us_equities_daily")
+    aapl = stocks[(stocks["symbol"] == "AAPL") & stocks["ts"].between("2014-01-01", "2016-01-01", "left")]
+    return aapl.reset_index(drop=True), FeatureContext(news=items)
+
+
 def real_cases(kind: str) -> list[str]:
     if kind == "microstructure":
         return ["IBM-1min"]
+    if kind == "sentiment":
+        return ["AAPL-tweets"]
     return list(DAILY)
 
 
 def real_case(kind: str, name: str) -> tuple[pd.DataFrame, FeatureContext]:
     if name == "IBM-1min":
         return ibm_minute_case()
+    if name == "AAPL-tweets":
+        return aapl_tweets_case()
     bars = daily_bars()[name]
     if kind == "cross_asset":
         panel = load_sample("us_equities_daily")
@@ -112,6 +127,8 @@ def random_side_inputs(kind: str, n: int, seed: int) -> dict[str, np.ndarray]:
     for name in TRANSFORMERS[kind].requires:
         if name.endswith("close"):
             out[name] = 50.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n)))
+        elif name.endswith(("count", "weight")):
+            out[name] = rng.poisson(2.0, n).astype(np.float64)
         else:
             values = rng.normal(0.0, 1.0, n)
             values[rng.random(n) < 0.1] = np.nan

@@ -9,7 +9,7 @@ kernels (TA-Lib's conventions, checked against it), :mod:`~alphaloom.features.sp
 :func:`~alphaloom.features.base.register_transformer`.
 """
 
-from alphaloom.features import fractal, indicators, spectral
+from alphaloom.features import cross_asset, fractal, indicators, microstructure, sentiment, spectral
 from alphaloom.features.base import (
     TRANSFORMERS,
     BarRow,
@@ -43,8 +43,11 @@ __all__ = [
     "FeatureStream",
     "FeatureTransformer",
     "StreamState",
+    "cross_asset",
     "fractal",
     "indicators",
+    "microstructure",
     "register_transformer",
+    "sentiment",
     "spectral",
 ]

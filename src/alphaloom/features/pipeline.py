@@ -85,6 +85,7 @@ from alphaloom.features.transformers import (
     HurstConfig,
     PriceConfig,
     ReturnsConfig,
+    SentimentFeatureConfig,
     VolatilityConfig,
     VolumeConfig,
     WaveletConfig,
@@ -135,6 +136,7 @@ class FeatureConfig(ComponentConfig):
     hurst: HurstConfig = Field(default_factory=HurstConfig)
     cross_asset: CrossAssetConfig = Field(default_factory=CrossAssetConfig)
     microstructure: MicrostructureConfig = Field(default_factory=MicrostructureConfig)
+    sentiment: SentimentFeatureConfig = Field(default_factory=SentimentFeatureConfig)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     rank_features: tuple[str, ...] = ()
 

@@ -40,15 +40,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
 from alphaloom.core.config import ComponentConfig
-from alphaloom.core.exceptions import DataFormatError
-from alphaloom.features import cross_asset, fractal, microstructure, spectral
+from alphaloom.core.exceptions import DataFormatError, UnknownSymbolError
+from alphaloom.features import cross_asset, fractal, microstructure, sentiment, spectral
 from alphaloom.features import indicators as ind
 from alphaloom.features._online import (
     NAN,
@@ -84,6 +84,8 @@ __all__ = [
     "PriceTransformer",
     "ReturnsConfig",
     "ReturnsTransformer",
+    "SentimentFeatureConfig",
+    "SentimentTransformer",
     "VolatilityConfig",
     "VolatilityTransformer",
     "VolumeConfig",
@@ -950,3 +952,85 @@ def _rows_of(frame: pd.DataFrame | None, symbol: str) -> pd.DataFrame | None:
     if frame is None or "symbol" not in frame.columns:
         return frame
     return frame[frame["symbol"] == symbol].drop(columns="symbol")
+
+
+# ------------------------------------------------------------------------------------------ sentiment
+_SENT_INPUTS = ("sent_mean", "sent_count", "sent_ewm", "sent_ewm_weight")
+
+
+class SentimentFeatureConfig(ComponentConfig):
+    """News and social sentiment aligned to the bars.
+
+    Parameters
+    ----------
+    ewm_halflife, ewm_unit
+        Half-life of the smoothed sentiment, in bars or days.
+    news_symbol
+        Whose items to use: ``None`` for the bars' own symbol, ``"*"`` for market-wide headlines.
+    """
+
+    ewm_halflife: Annotated[float, Field(gt=0.0, le=1e6)] = 5.0
+    ewm_unit: Literal["bars", "days"] = "bars"
+    news_symbol: str | None = None
+
+
+class _SentimentStream(StreamState):
+    def update(self, row: BarRow) -> list[float]:
+        missing = [n for n in _SENT_INPUTS if n not in row.extras]
+        if missing:
+            raise DataFormatError(
+                f"the sentiment stream needs each bar's {', '.join(missing)} in extras: feed the news to a "
+                "sentiment.SentimentStream and pass its on_bar(ts) row's fields."
+            )
+        mean, count, ewm, weight = (row.extras[n] for n in _SENT_INPUTS)
+        return [mean, math.log1p(count), ewm, weight]
+
+
+@register_transformer
+class SentimentTransformer(FeatureTransformer[SentimentFeatureConfig]):
+    """Finance-lexicon sentiment of the news that became available before each bar.
+
+    Features: ``sent_mean`` (mean compound score of the items that arrived since the previous bar, 0 when
+    none), ``sent_count_log1p`` (their number, log1p), ``sent_ewm`` (decayed mean) and ``sent_ewm_weight``
+    (decayed item count). An item counts for the bar at ``ts`` only when it was available at ``ts`` (a
+    date-only headline from the end of its date), see :func:`alphaloom.features.sentiment.align_sentiment`.
+    A symbol without any item gets zeros (no news). Items come through ``FeatureContext(news=...)``, as
+    returned by :func:`~alphaloom.features.sentiment.prepare_items` (scored or not).
+    """
+
+    kind = "sentiment"
+    config_class = SentimentFeatureConfig
+    requires = _SENT_INPUTS
+
+    def _names(self) -> tuple[str, ...]:
+        return ("sent_mean", "sent_count_log1p", "sent_ewm", "sent_ewm_weight")
+
+    def _warmups(self) -> tuple[int, ...]:
+        return (0, 0, 0, 0)
+
+    def _side_input_hint(self) -> str:
+        return "Pass news items (sentiment.prepare_items) as FeatureContext(news=...)."
+
+    def side_inputs(self, context: FeatureContext, data: FeatureInput) -> dict[str, FloatArray]:
+        if context.news is None:
+            return {}
+        c = self.config
+        symbol = c.news_symbol or data.symbol
+        if symbol is None:
+            raise DataFormatError(
+                "the bars carry no symbol, so the sentiment transformer cannot pick their news; add a "
+                "'symbol' column or set [sentiment] news_symbol (\"*\" for market-wide headlines)."
+            )
+        align = sentiment.SentimentAlignConfig(ewm_halflife=c.ewm_halflife, ewm_unit=c.ewm_unit)
+        try:
+            frame = sentiment.align_sentiment(context.news, data.ts, symbol=symbol, config=align)
+        except UnknownSymbolError:
+            return {name: np.zeros(data.n_bars) for name in _SENT_INPUTS}
+        return {name: frame[name].to_numpy(np.float64) for name in _SENT_INPUTS}
+
+    def _transform(self, data: FeatureInput) -> FloatArray:
+        mean, count, ewm, weight = (data.extras[n] for n in _SENT_INPUTS)
+        return np.column_stack([mean, np.log1p(count), ewm, weight])
+
+    def _stream(self) -> StreamState:
+        return _SentimentStream()
