@@ -39,7 +39,17 @@ def make_bars(n: int, seed: int = 1) -> pd.DataFrame:
     )
 
 
-OHLCV_KINDS = ("returns", "price", "volatility", "volume", "wavelet", "fourier", "fractal", "hurst", "cross_asset")
+OHLCV_KINDS = (
+    "returns",
+    "price",
+    "volatility",
+    "volume",
+    "wavelet",
+    "fourier",
+    "fractal",
+    "hurst",
+    "cross_asset",
+)
 
 
 def main() -> None:
@@ -54,9 +64,10 @@ def main() -> None:
     matrix = engineer.transform_matrix(bars, context)
     total = time.perf_counter() - t0
     figs = Figures(f"Full feature pipeline on {n:,} bars ({len(matrix.names)} features)")
-    figs.add("alphaloom", "pipeline_seconds", total, "s", f"{len(matrix.names)} features, float32 matrix")
+    figs.add("alphaloom", "pipeline_seconds", total, "s", f"{len(matrix.names)} features, float32")
     for kind, seconds in engineer.timings_.items():
-        figs.add("alphaloom", f"{kind}_seconds", seconds, "s", f"{100 * seconds / total:.1f}% of the pipeline")
+        share = f"{100 * seconds / total:.1f}% of the pipeline"
+        figs.add("alphaloom", f"{kind}_seconds", seconds, "s", share)
 
     default = FeatureEngineer().fit(bars.head(5_000))
     m = 20_000 if args.quick else 100_000
@@ -66,7 +77,8 @@ def main() -> None:
     for row in rows:
         stream.update(row)
     rate = m / (time.perf_counter() - t0)
-    figs.add("alphaloom", "default_stream_bars_per_s", rate, "bars/s", f"{len(default.feature_names_)} features")
+    note = f"{len(default.feature_names_)} features"
+    figs.add("alphaloom", "default_stream_bars_per_s", rate, "bars/s", note)
     figs.emit(args.json)
 
 

@@ -1,7 +1,8 @@
 """Indicator kernels against straightforward pandas references on real SPY bars (tolerance 1e-9 relative).
 
-The references use the same conventions as the kernels: SMA-seeded EMAs (TA-Lib), Wilder smoothing seeded
-by a simple mean, population standard deviation in the Bollinger bands.
+The references use the same conventions as the kernels, all TA-Lib's: SMA-seeded EMAs, Wilder smoothing
+seeded by a simple mean, MACD's fast EMA seeded at ``slow - 1``, ``obv[0] = volume[0]``, population standard
+deviation in the Bollinger bands. TA-Lib itself is the reference in ``test_talib_parity.py``.
 """
 
 from __future__ import annotations
@@ -84,15 +85,29 @@ def test_rsi_matches_wilder_reference(px: pd.DataFrame, n: int) -> None:
     assert not np.isnan(out[n:]).any()
 
 
-def test_macd_matches_ema_composition(px: pd.DataFrame) -> None:
+def ref_ema_seeded_at(x: pd.Series, n: int, seed_at: int) -> pd.Series:
+    """pandas ewm started at ``seed_at`` from the mean of the ``n`` values ending there."""
+    seeded = x.copy()
+    seeded.iloc[:seed_at] = np.nan
+    seeded.iloc[seed_at] = x.iloc[seed_at - n + 1 : seed_at + 1].mean()
+    return seeded.ewm(alpha=2.0 / (n + 1.0), adjust=False).mean()
+
+
+def test_macd_matches_talib_seeded_ema_composition(px: pd.DataFrame) -> None:
+    # TA-Lib's seeding (adopted on purpose): both EMAs start at slow - 1, the fast one from the mean of the
+    # fast closes ending there, not at fast - 1; the signal starts from the mean of the first 9 line values.
     close = px["close"]
-    line = ref_ema(close, 12) - ref_ema(close, 26)
-    signal = ref_ema(line, 9)
+    line = ref_ema_seeded_at(close, 12, 25) - ref_ema_seeded_at(close, 26, 25)
+    signal = ref_ema_seeded_at(line, 9, 33)
     out = ind.macd(close, 12, 26, 9)
     assert_same(out.line, line, atol=1e-10)
     assert_same(out.signal, signal, atol=1e-10)
     assert_same(out.hist, line - signal, atol=1e-10)
+    assert np.flatnonzero(~np.isnan(out.line))[0] == 26 - 1
     assert np.flatnonzero(~np.isnan(out.signal))[0] == 26 + 9 - 2
+    # the seeding is forgotten geometrically: far from the start the line is ema(12) - ema(26)
+    far = slice(400, None)
+    assert_same(out.line[far], (ind.ema(close, 12) - ind.ema(close, 26))[far], atol=1e-10)
 
 
 def test_bollinger_matches_pandas_population_std(px: pd.DataFrame) -> None:
@@ -119,7 +134,7 @@ def test_atr_matches_wilder_true_range(px: pd.DataFrame, n: int) -> None:
 
 def test_obv_matches_a_plain_loop(px: pd.DataFrame) -> None:
     close, volume = px["close"].to_numpy(), px["volume"].to_numpy()
-    expected = [0.0]
+    expected = [volume[0]]  # TA-Lib's convention (adopted on purpose); only the changes matter
     for t in range(1, len(close)):
         step = volume[t] if close[t] > close[t - 1] else -volume[t] if close[t] < close[t - 1] else 0.0
         expected.append(expected[-1] + step)
@@ -224,3 +239,110 @@ def test_kernels_never_look_ahead(seed: int, t: int, name: str) -> None:
     before = KERNELS[name](*arrays)
     after = KERNELS[name](*altered)
     np.testing.assert_array_equal(before[: t + 1], after[: t + 1])
+
+
+def test_rogers_satchell_matches_its_formula(px: pd.DataFrame) -> None:
+    o, h, lo, c = (px[k] for k in ("open", "high", "low", "close"))
+    term = np.log(h / c) * np.log(h / o) + np.log(lo / c) * np.log(lo / o)
+    expected = np.sqrt(term.rolling(20).mean())
+    assert_same(ind.rogers_satchell_volatility(o, h, lo, c, 20), expected)
+    assert np.flatnonzero(~np.isnan(expected.to_numpy()))[0] == 19
+
+
+def test_session_ids_start_at_local_time_across_daylight_saving() -> None:
+    # 09:30 New York is 14:30 UTC in winter and 13:30 UTC in summer (DST began 2024-03-10)
+    ts = pd.DatetimeIndex(
+        [
+            "2024-03-08 14:29",  # Friday 09:29 EST: still Thursday's session
+            "2024-03-08 14:30",  # 09:30 EST: Friday's session begins
+            "2024-03-08 20:59",
+            "2024-03-11 13:29",  # Monday 09:29 EDT: the session that began on Sunday 09:30 (no bars then)
+            "2024-03-11 13:30",  # 09:30 EDT: Monday's session
+        ],
+        tz="UTC",
+    )
+    ids = ind.session_ids(ts, timezone="America/New_York", session_start="09:30")
+    assert ids.dtype == np.int64
+    thursday = (pd.Timestamp("2024-03-07") - pd.Timestamp("1970-01-01")).days
+    np.testing.assert_array_equal(ids, [thursday, thursday + 1, thursday + 1, thursday + 3, thursday + 4])
+    utc_days = ind.session_ids(ts)  # default: UTC midnight
+    np.testing.assert_array_equal(np.diff(utc_days) != 0, [False, False, True, False])
+
+
+def test_session_ids_refuse_naive_times_and_bad_settings() -> None:
+    naive = pd.date_range("2024-01-02", periods=3, freq="h")
+    with pytest.raises(DataFormatError, match=r"timezone-aware.*tz_localize\('UTC'\)"):
+        ind.session_ids(naive)
+    aware = naive.tz_localize("UTC")
+    with pytest.raises(ConfigError, match=r"unknown timezone 'Mars/Olympus'.*America/New_York"):
+        ind.session_ids(aware, timezone="Mars/Olympus")
+    for bad in ("9.30", "25:00", "09:60", ""):
+        with pytest.raises(ConfigError, match="HH:MM"):
+            ind.session_ids(aware, session_start=bad)
+
+
+def test_session_vwap_matches_grouped_cumulative_sums(px: pd.DataFrame, spy: pd.DataFrame) -> None:
+    sessions = spy["ts"].dt.year.to_numpy().astype(np.int64)  # a "session" per calendar year
+    typical = (px["high"] + px["low"] + px["close"]) / 3.0
+    frame = pd.DataFrame({"pv": typical * px["volume"], "v": px["volume"], "s": sessions})
+    grouped = frame.groupby("s")
+    expected = grouped["pv"].cumsum() / grouped["v"].cumsum()
+    out = ind.session_vwap(px["high"], px["low"], px["close"], px["volume"], sessions)
+    assert_same(out, expected)
+    starts = np.flatnonzero(np.diff(sessions)) + 1
+    np.testing.assert_allclose(out[starts], typical.to_numpy()[starts], rtol=1e-15)  # a session restarts
+
+
+def test_session_vwap_is_nan_until_the_session_trades() -> None:
+    price = np.array([10.0, 11.0, 12.0, 13.0, 14.0, 15.0])
+    volume = np.array([0.0, 2.0, 0.0, 0.0, 0.0, 1.0])
+    out = ind.session_vwap(price, price, price, volume, np.array([1, 1, 1, 2, 2, 2]))
+    np.testing.assert_array_equal(np.isnan(out), [True, False, False, True, True, False])
+    assert out[2] == 11.0
+    assert out[5] == 15.0
+
+
+def test_session_vwap_checks_its_labels() -> None:
+    x = np.ones(4)
+    with pytest.raises(DataFormatError, match=r"integer session labels.*session_ids\(ts"):
+        ind.session_vwap(x, x, x, x, np.array([0.0, 0.0, 1.0, 1.0]))
+    with pytest.raises(DataFormatError, match="same length"):
+        ind.session_vwap(x, x, x, x, np.array([0, 0, 1]))
+
+
+def test_nan_policy_recursions_stay_poisoned_windows_recover(px: pd.DataFrame) -> None:
+    h, lo, c, v = (px[k].to_numpy(dtype=np.float64)[:200].copy() for k in ("high", "low", "close", "volume"))
+    c[100] = np.nan
+    for name, out in {
+        "ema": ind.ema(c, 10),
+        "wilder_smooth": ind.wilder_smooth(c, 10),
+        "rsi": ind.rsi(c, 10),
+        "macd": ind.macd(c, 5, 12, 4).line,
+        "atr": ind.atr(h, lo, c, 10),
+        "obv": ind.obv(c, v),
+    }.items():
+        # bar 100's true range uses the close before it, so the ATR meets the NaN one bar later
+        first = 101 if name == "atr" else 100
+        assert not np.isnan(out[first - 1]), name
+        assert np.isnan(out[first:]).all(), f"{name}: a recursion that meets a NaN stays NaN"
+    for name, out in {
+        "sma": ind.sma(c, 10),
+        "rolling_sum": ind.rolling_sum(c, 10),
+        "bollinger": ind.bollinger(c, 10).upper,
+        "vwap": ind.vwap(h, lo, c, v, 10),
+    }.items():
+        assert np.isnan(out[100:110]).all(), f"{name}: NaN while the window holds the NaN"
+        assert not np.isnan(out[110:]).any(), f"{name}: recovers once the NaN has left the window"
+        clean = c.copy()
+        clean[100] = c[99]
+        reference = {
+            "sma": ind.sma(clean, 10),
+            "rolling_sum": ind.rolling_sum(clean, 10),
+            "bollinger": ind.bollinger(clean, 10).upper,
+            "vwap": ind.vwap(h, lo, clean, v, 10),
+        }[name]
+        np.testing.assert_allclose(out[110:], reference[110:], rtol=1e-12, err_msg=name)
+    inf_close = c.copy()
+    inf_close[100] = np.inf
+    assert np.isnan(ind.sma(inf_close, 10)[100:110]).all()  # infinities count as missing in a window
+    assert not np.isnan(ind.sma(inf_close, 10)[110:]).any()
