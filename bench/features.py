@@ -69,6 +69,10 @@ def main() -> None:
         share = f"{100 * seconds / total:.1f}% of the pipeline"
         figs.add("alphaloom", f"{kind}_seconds", seconds, "s", share)
 
+    other = total - sum(engineer.timings_.values())
+    note = f"{100 * other / total:.1f}%: validation, alignment, float32"
+    figs.add("alphaloom", "inputs_seconds", other, "s", note)
+
     default = FeatureEngineer().fit(bars.head(5_000))
     m = 20_000 if args.quick else 100_000
     stream = default.stream()

@@ -17,7 +17,7 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"core"},
     "features": {"core"},
     "risk": {"core"},
-    "backtest": {"core", "risk"},
+    "backtest": {"core", "risk", "data"},
     "models": {"core", "features"},
     "rl": {"core", "features", "models", "backtest", "risk"},
     "jobs": {"core", "data", "features", "risk", "backtest", "models", "rl"},
