@@ -173,3 +173,42 @@ def test_unknown_symbol_on_the_paper_venue(tmp_path: Path) -> None:
     for args in (("data", "stream"), ("data", "ingest", "--start", "2015-01-01")):
         proc = run_cli(*args, "--venue", "paper", "--symbols", "SPYY", data_dir=tmp_path)
         assert_one_line_error(proc, "SPYY", "SPY")
+
+
+def test_backtest_report_option_writes_the_tearsheet_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`backtest --report PATH` writes the tearsheet to PATH; the trained models are stood in for by rules."""
+    from typer.testing import CliRunner
+
+    from alphaloom.backtest import CostModel, buy_and_hold, run_backtest
+    from alphaloom.cli.main import app
+    from alphaloom.data.sample import load_sample
+    from alphaloom.jobs import stages
+
+    def fake_run_backtests(ws, config, progress=None):  # the agents' training is covered by the demo test
+        panel = load_sample("us_equities_daily")
+        results = []
+        for symbol in ("SPY", "IWM"):
+            bars = panel[(panel["symbol"] == symbol) & (panel["ts"].dt.year == 2015)].reset_index(drop=True)
+            momentum = (bars["close"].pct_change(20) > 0).astype(float).to_numpy()
+            results.append(buy_and_hold(bars, CostModel()))
+            results.append(run_backtest(bars, momentum, costs=CostModel(), name="momentum_20"))
+        stages._store_results(ws, results)
+        return stages._summary(results)
+
+    monkeypatch.setattr(stages, "run_backtests", fake_run_backtests)
+    target = tmp_path / "out" / "tearsheet.html"
+    args = ["backtest", "--quick", "--data-dir", str(tmp_path / "ws"), "--report", str(target)]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"report: {target}" in result.output.replace("\n", "")
+    page = target.read_text(encoding="utf-8")
+    for fragment in ("momentum_20", "SPY", "IWM", "Monthly returns", "Rolling Sharpe", "round trip"):
+        assert fragment in page
+    assert (
+        tmp_path / "ws" / "reports" / "report.html"
+    ).is_file()  # the workspace copy `alphaloom report` shows
+    without = CliRunner().invoke(app, args[:-2], env={"COLUMNS": "200"})
+    assert without.exit_code == 0, without.output
+    assert "report:" not in without.output

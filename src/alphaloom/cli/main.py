@@ -315,7 +315,21 @@ def train_rl(
 
 
 @app.command()
-def backtest(data_dir: DataDir = None, quick: Quick = False, config: ConfigFile = None) -> None:
+def backtest(
+    data_dir: DataDir = None,
+    quick: Quick = False,
+    config: ConfigFile = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Also write the HTML tearsheet (equity, drawdown, rolling Sharpe, monthly returns, trades, "
+            "statistics) to this file; it opens offline.",
+            show_default=False,
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
     """Backtest the ensemble, each agent and buy-and-hold on the out-of-sample segment."""
     from alphaloom.jobs import stages
 
@@ -325,6 +339,15 @@ def backtest(data_dir: DataDir = None, quick: Quick = False, config: ConfigFile 
     with progress.running():
         summary = stages.run_backtests(ws, cfg, progress)
     out.print(stages.summary_table(summary))
+    if report is not None:
+        import shutil
+
+        written = stages.build_report(ws, cfg)
+        target = report.expanduser()
+        if target.resolve() != written.resolve():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(written, target)
+        out.print(f"report: {target}")
 
 
 @app.command()
