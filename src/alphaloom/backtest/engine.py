@@ -29,7 +29,6 @@ import numpy.typing as npt
 import pandas as pd
 
 from alphaloom.backtest.costs import CostModel
-from alphaloom.backtest.execution import AccountState, execute_bar
 from alphaloom.core.exceptions import ConfigError, DataFormatError, EmptyRangeError, did_you_mean
 from alphaloom.risk import measures
 
@@ -328,40 +327,19 @@ def run_backtest(
     if not (math.isfinite(min_trade_weight) and min_trade_weight >= 0):
         raise ConfigError(f"min_trade_weight must be >= 0, got {min_trade_weight!r}.")
 
-    n = len(ts) - 1
-    out = {field: np.zeros(n) for field in _ARRAY_FIELDS if field != "targets"}
-    state = AccountState(cash=float(initial_cash), units=0.0)
-    equity_prev = float(initial_cash)
-    for j, (target, open_px, close_px) in enumerate(
-        zip(targets.tolist(), opens[1:].tolist(), closes[1:].tolist(), strict=True)
-    ):
-        equity_open, state_open_units = state.equity(open_px), state.units
-        bar = execute_bar(state, target, open_px, close_px, costs, min_trade_weight=min_trade_weight)
-        state, equity, traded = bar.state, bar.equity_close, bar.traded_units
-        if equity <= 0.0:
-            # Ruin: liquidate at this close and keep the account flat at zero from here on.
-            traded -= state.units
-            state, equity = AccountState(cash=0.0, units=0.0), 0.0
-        out["returns"][j] = equity / equity_prev - 1.0 if equity_prev > 0.0 else 0.0
-        out["equity"][j] = equity
-        out["weights"][j] = bar.weight if equity > 0.0 else 0.0
-        out["units"][j] = state.units
-        out["cash"][j] = state.cash
-        out["traded_units"][j] = traded
-        if equity_open > 0.0:
-            out["open_weights"][j] = (state_open_units + bar.traded_units) * open_px / equity_open
-            out["trade_weights"][j] = bar.traded_units * open_px / equity_open
-        out["costs"][j] = bar.cost
-        equity_prev = equity
-    return BacktestResult(
-        name=name,
-        symbol=symbol,
-        ts=ts[1:],
-        targets=targets,
+    # The vectorised numba engine runs exactly the execute_bar rule (tests compare it with a scalar
+    # execute_bar loop array by array), about 100x faster than looping over execute_bar in Python.
+    from alphaloom.backtest.vectorized import from_target_weights
+
+    sim = from_target_weights(
+        opens,
+        closes,
+        np.append(targets, 0.0),
+        costs=costs,
         initial_cash=float(initial_cash),
-        periods_per_year=float(periods_per_year),
-        **out,
+        min_trade_weight=float(min_trade_weight),
     )
+    return sim.to_backtest_result(name=name, symbol=symbol, ts=ts, periods_per_year=float(periods_per_year))
 
 
 def buy_and_hold(
