@@ -11,6 +11,15 @@ tearsheet. The report module imports plotly only when a report is written.
 from alphaloom.backtest import vectorized, walkforward
 from alphaloom.backtest.costs import CostModel
 from alphaloom.backtest.engine import BacktestResult, buy_and_hold, periods_per_year_for, run_backtest
+from alphaloom.backtest.event import (
+    CompiledStrategy,
+    EventConfig,
+    EventEngine,
+    EventResult,
+    LookAheadError,
+    Strategy,
+    run_event_backtest,
+)
 from alphaloom.backtest.execution import AccountState, BarOutcome, execute_bar
 from alphaloom.backtest.report import summary_frame, write_html_report
 
@@ -18,11 +27,18 @@ __all__ = [
     "AccountState",
     "BacktestResult",
     "BarOutcome",
+    "CompiledStrategy",
     "CostModel",
+    "EventConfig",
+    "EventEngine",
+    "EventResult",
+    "LookAheadError",
+    "Strategy",
     "buy_and_hold",
     "execute_bar",
     "periods_per_year_for",
     "run_backtest",
+    "run_event_backtest",
     "summary_frame",
     "vectorized",
     "walkforward",

@@ -28,6 +28,16 @@ Rules (a *bar* is stamped with its open time ``ts`` and covers ``[ts, ts + timef
   backtester's ``CostModel``). Commission is computed on the order's cumulative fills, so a minimum
   commission is charged once per order, not once per partial fill.
 
+The rules themselves are pure module-level functions over floats, ints and bools
+(:func:`participation_capacity`, :func:`acceptance_step`, :func:`day_order_expired`, :func:`reference_price`,
+:func:`fill_quantity`, :func:`cumulative_fill`, :func:`commission_due`, :func:`order_complete`,
+:func:`cancels_rest`). :class:`MatchingEngine` calls them on its records, and the event-driven backtester
+compiles the same functions with numba and calls them on its order arrays, so the two cannot drift apart.
+Each calls no other function of ours, so numba compiles it as it stands
+(``njit(cache=True)(reference_price)``) while this module stays free of numba. Order types and times in force
+enter them as :class:`OrderTypeCode` and :class:`TimeInForceCode`, a missing price or volume as NaN, a
+missing session as -1.
+
 Order states::
 
     NEW -> ACCEPTED -> PARTIALLY_FILLED -> FILLED
@@ -43,6 +53,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from enum import IntEnum
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
@@ -64,9 +75,193 @@ from alphaloom.core.types import (
     Trade,
 )
 
-__all__ = ["FeeModel", "MatchingConfig", "MatchingEngine", "WorkingOrder"]
+__all__ = [
+    "FILL_EPS",
+    "ORDER_TYPE_CODES",
+    "TIME_IN_FORCE_CODES",
+    "FeeModel",
+    "MatchingConfig",
+    "MatchingEngine",
+    "OrderTypeCode",
+    "TimeInForceCode",
+    "WorkingOrder",
+    "acceptance_step",
+    "cancels_rest",
+    "commission_due",
+    "cumulative_fill",
+    "day_order_expired",
+    "fill_quantity",
+    "order_complete",
+    "participation_capacity",
+    "reference_price",
+]
 
-_EPS = 1e-9
+FILL_EPS = 1e-9
+"""Relative tolerance on quantities: a remainder below ``FILL_EPS * quantity`` counts as filled."""
+
+
+class OrderTypeCode(IntEnum):
+    """:class:`~alphaloom.core.types.OrderType` as the integers the rule functions take."""
+
+    MARKET = 0
+    LIMIT = 1
+    STOP = 2
+    STOP_LIMIT = 3
+
+
+class TimeInForceCode(IntEnum):
+    """:class:`~alphaloom.core.types.TimeInForce` as the integers the rule functions take."""
+
+    GTC = 0
+    DAY = 1
+    IOC = 2
+    FOK = 3
+
+
+ORDER_TYPE_CODES: Mapping[OrderType, OrderTypeCode] = MappingProxyType(
+    {OrderType(code.name.lower()): code for code in OrderTypeCode}
+)
+TIME_IN_FORCE_CODES: Mapping[TimeInForce, TimeInForceCode] = MappingProxyType(
+    {TimeInForce(code.name.lower()): code for code in TimeInForceCode}
+)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The rules: pure functions, each self-contained so numba can compile it unchanged (no calls, no None).
+# --------------------------------------------------------------------------------------------------------
+
+
+def participation_capacity(volume: float, participation_rate: float) -> float:
+    """Units one bar can fill across all orders of its symbol: ``participation_rate * volume``.
+
+    Parameters
+    ----------
+    volume
+        The bar's volume in units; NaN when unknown.
+    participation_rate
+        Largest share of the volume that fills; NaN for no cap.
+
+    Returns
+    -------
+    float
+        ``inf`` when either input is NaN (no cap), else ``participation_rate * volume`` (0 for no volume).
+    """
+    if math.isnan(volume) or math.isnan(participation_rate):
+        return math.inf
+    return participation_rate * volume
+
+
+def acceptance_step(bars_to_wait: int, delay_elapsed: bool) -> tuple[int, bool]:
+    """One eligible event seen by a ``NEW`` order: ``(bars still to wait, accepted now)``.
+
+    While ``bars_to_wait > 0`` the event only counts down; after that the order is accepted as soon as its
+    time delay has elapsed, and the accepting event may fill it.
+    """
+    if bars_to_wait > 0:
+        return bars_to_wait - 1, False
+    return 0, delay_elapsed
+
+
+def day_order_expired(time_in_force: int, first_session: int, session: int) -> bool:
+    """Whether a DAY order expires at an event on day ``session`` (``first_session`` -1: none seen yet)."""
+    return time_in_force == TimeInForceCode.DAY and first_session >= 0 and session > first_session
+
+
+def reference_price(
+    order_type: int,
+    buy: bool,
+    triggered: bool,
+    open_price: float,
+    high: float,
+    low: float,
+    limit_price: float,
+    stop_price: float,
+) -> tuple[float, bool, bool]:
+    """Where an accepted order fills against one event's price path, before slippage.
+
+    Parameters
+    ----------
+    order_type
+        An :class:`OrderTypeCode`.
+    buy
+        Side of the order.
+    triggered
+        Whether a stop or stop-limit order triggered on an earlier event.
+    open_price, high, low
+        The event's price path: a bar's open, high and low; a quote's ask (buys) or bid (sells), or a
+        trade's price, three times.
+    limit_price, stop_price
+        The order's prices; NaN where its type has none.
+
+    Returns
+    -------
+    tuple of (float, bool, bool)
+        ``(ref_price, slippage_applies, triggered)``: ``ref_price`` is NaN when the order does not fill on
+        this event. Market orders fill at the open with slippage; limit orders at the open when it is better
+        than the limit, else at the limit when the path reaches it, without slippage; stops trigger at the
+        open when it gaps through the stop, else at the stop, and fill there with slippage (stop-limits
+        only when the trigger is within the limit, then work as limits).
+    """
+    if order_type == OrderTypeCode.MARKET or (order_type == OrderTypeCode.STOP and triggered):
+        return open_price, True, triggered
+    if order_type == OrderTypeCode.LIMIT or (order_type == OrderTypeCode.STOP_LIMIT and triggered):
+        if buy:
+            if open_price <= limit_price:
+                return open_price, False, triggered
+            return (limit_price if low <= limit_price else math.nan), False, triggered
+        if open_price >= limit_price:
+            return open_price, False, triggered
+        return (limit_price if high >= limit_price else math.nan), False, triggered
+    # An untriggered stop or stop-limit: does this path reach the stop?
+    if buy:
+        trigger = open_price if open_price >= stop_price else (stop_price if high >= stop_price else math.nan)
+    else:
+        trigger = open_price if open_price <= stop_price else (stop_price if low <= stop_price else math.nan)
+    if math.isnan(trigger):
+        return math.nan, False, False
+    if order_type == OrderTypeCode.STOP:
+        return trigger, True, True
+    marketable = trigger <= limit_price if buy else trigger >= limit_price
+    return (trigger if marketable else math.nan), False, True
+
+
+def fill_quantity(quantity: float, remaining: float, capacity: float, fill_or_kill: bool) -> float:
+    """Units an order fills given the capacity left on this event; 0.0 for no fill.
+
+    A fill-or-kill order fills its whole remainder or nothing; a fill below ``FILL_EPS * quantity`` is none.
+    """
+    qty = min(remaining, capacity)
+    if fill_or_kill and qty < remaining * (1.0 - FILL_EPS):
+        return 0.0
+    if qty <= FILL_EPS * quantity:
+        return 0.0
+    return qty
+
+
+def cumulative_fill(
+    filled_quantity: float, filled_notional: float, quantity: float, price: float
+) -> tuple[float, float]:
+    """An order's cumulative ``(quantity, average price)`` after a new fill of ``quantity`` at ``price``."""
+    cum_qty = filled_quantity + quantity
+    return cum_qty, (filled_notional + quantity * price) / cum_qty
+
+
+def commission_due(total_commission: float, fees_paid: float) -> float:
+    """Fee of a new fill: the commission on the cumulative fill less what earlier fills paid (never < 0).
+
+    So a minimum commission is charged once per order, not once per partial fill.
+    """
+    return max(0.0, total_commission - fees_paid)
+
+
+def order_complete(quantity: float, filled_quantity: float) -> bool:
+    """Whether ``filled_quantity`` completes an order of ``quantity`` (within ``FILL_EPS``)."""
+    return quantity - filled_quantity <= FILL_EPS * quantity
+
+
+def cancels_rest(time_in_force: int, first_event: bool) -> bool:
+    """Whether an order still working after its first eligible event is cancelled there (IOC and FOK)."""
+    return first_event and (time_in_force == TimeInForceCode.IOC or time_in_force == TimeInForceCode.FOK)
 
 
 @runtime_checkable
@@ -319,10 +514,12 @@ class MatchingEngine:
 
     def on_bar(self, bar: Bar) -> list[Fill]:
         """Match the working orders of ``bar.symbol`` against ``bar``; returns the new fills in order."""
-        volume = bar.volume
         rate = self.config.participation_rate
-        cap = math.inf if rate is None or volume is None or math.isnan(volume) else rate * volume
-        pool = [cap]
+        pool = [
+            participation_capacity(
+                math.nan if bar.volume is None else bar.volume, math.nan if rate is None else rate
+            )
+        ]
         path = (bar.open, bar.high, bar.low)
         tape = _Tape(bar.ts, {Side.BUY: path, Side.SELL: path}, {Side.BUY: pool, Side.SELL: pool})
         return self._match(bar.symbol, tape)
@@ -394,7 +591,8 @@ class MatchingEngine:
                 continue
             tif = record.order.time_in_force
             session = tape.ts.date()
-            if tif is TimeInForce.DAY and record.first_session is not None and session > record.first_session:
+            first = -1 if record.first_session is None else record.first_session.toordinal()
+            if day_order_expired(TIME_IN_FORCE_CODES[tif], first, session.toordinal()):
                 self._store(
                     dataclasses.replace(
                         record,
@@ -410,7 +608,7 @@ class MatchingEngine:
             record, fill = self._fill(record, tape)
             if fill is not None:
                 fills.append(fill)
-            if not record.status.is_terminal and first_event and tif in (TimeInForce.IOC, TimeInForce.FOK):
+            if not record.status.is_terminal and cancels_rest(TIME_IN_FORCE_CODES[tif], first_event):
                 what = "filled what it could" if record.fills else "could not fill"
                 record = dataclasses.replace(
                     record,
@@ -424,9 +622,10 @@ class MatchingEngine:
     def _accept(self, record: WorkingOrder, ts: datetime) -> WorkingOrder:
         if record.status is not OrderStatus.NEW:
             return record
-        if record.bars_to_wait > 0:
-            return dataclasses.replace(record, bars_to_wait=record.bars_to_wait - 1)
-        if ts < record.accept_after:
+        bars_to_wait, accepted = acceptance_step(record.bars_to_wait, ts >= record.accept_after)
+        if bars_to_wait != record.bars_to_wait:
+            return dataclasses.replace(record, bars_to_wait=bars_to_wait)
+        if not accepted:
             return record
         return dataclasses.replace(record, status=OrderStatus.ACCEPTED, accepted_at=ts, updated_at=ts)
 
@@ -435,33 +634,23 @@ class MatchingEngine:
         side = order.side
         o, h, lo = tape.prices[side]
         buy = side is Side.BUY
-        ref: float | None = None
-        slip = False
-        triggered = record.triggered
-        kind = order.order_type
-        if kind is OrderType.MARKET or (kind is OrderType.STOP and triggered):
-            ref, slip = o, True
-        elif kind is OrderType.LIMIT or (kind is OrderType.STOP_LIMIT and triggered):
-            ref = _limit_price(buy, o, h, lo, order.limit_price)  # type: ignore[arg-type]
-        else:  # an untriggered stop or stop-limit
-            trigger = _stop_trigger(buy, o, h, lo, order.stop_price)  # type: ignore[arg-type]
-            if trigger is not None:
-                triggered = True
-                if kind is OrderType.STOP:
-                    ref, slip = trigger, True
-                else:
-                    limit = order.limit_price
-                    marketable = trigger <= limit if buy else trigger >= limit  # type: ignore[operator]
-                    ref = trigger if marketable else None
+        ref, slip, triggered = reference_price(
+            ORDER_TYPE_CODES[order.order_type],
+            buy,
+            record.triggered,
+            o,
+            h,
+            lo,
+            math.nan if order.limit_price is None else order.limit_price,
+            math.nan if order.stop_price is None else order.stop_price,
+        )
         if triggered != record.triggered:
             record = dataclasses.replace(record, triggered=True, updated_at=tape.ts)
-        if ref is None:
+        if math.isnan(ref):
             return record, None
         pool = tape.capacity[side]
-        qty = min(record.remaining, pool[0])
-        if order.time_in_force is TimeInForce.FOK and qty < record.remaining * (1 - _EPS):
-            return record, None
-        if qty <= _EPS * order.quantity:
+        qty = fill_quantity(order.quantity, record.remaining, pool[0], order.time_in_force is TimeInForce.FOK)
+        if qty == 0.0:
             return record, None
         pool[0] -= qty
         signed = qty if buy else -qty
@@ -481,7 +670,7 @@ class MatchingEngine:
             ts=tape.ts,
         )
         fills = (*record.fills, fill)
-        done = order.quantity - math.fsum(f.quantity for f in fills) <= _EPS * order.quantity
+        done = order_complete(order.quantity, math.fsum(f.quantity for f in fills))
         record = dataclasses.replace(
             record,
             fills=fills,
@@ -494,29 +683,8 @@ class MatchingEngine:
     def _fee(self, record: WorkingOrder, qty: float, price: float) -> float:
         if self.fees is None:
             return 0.0
-        # Commission on the cumulative fill, less what earlier fills paid: a minimum is charged once.
-        cum_qty = record.filled_quantity + qty
-        notional = math.fsum(f.quantity * f.price for f in record.fills) + qty * price
+        cum_qty, avg_price = cumulative_fill(
+            record.filled_quantity, math.fsum(f.quantity * f.price for f in record.fills), qty, price
+        )
         signed = cum_qty if record.order.side is Side.BUY else -cum_qty
-        total = self.fees.commission(signed, notional / cum_qty)
-        return max(0.0, total - record.fees)
-
-
-def _limit_price(buy: bool, o: float, h: float, lo: float, limit: float) -> float | None:
-    if buy:
-        if o <= limit:
-            return o
-        return limit if lo <= limit else None
-    if o >= limit:
-        return o
-    return limit if h >= limit else None
-
-
-def _stop_trigger(buy: bool, o: float, h: float, lo: float, stop: float) -> float | None:
-    if buy:
-        if o >= stop:
-            return o
-        return stop if h >= stop else None
-    if o <= stop:
-        return o
-    return stop if lo <= stop else None
+        return commission_due(self.fees.commission(signed, avg_price), record.fees)
