@@ -90,7 +90,7 @@ def test_frame_checks_teach_what_to_fix() -> None:
     with pytest.raises(DataFormatError, match="> 0"):
         frame_arrays(frame.assign(close=-1.0), ["a"], need_close=True)
     with pytest.raises(DataFormatError, match="must be numeric"):
-        feature_columns(frame.assign(symbol="X"))
+        feature_columns(frame.assign(venue="X"))
     with pytest.raises(DataFormatError, match="cannot be a feature"):
         feature_columns(frame, ["a", "close"])
 

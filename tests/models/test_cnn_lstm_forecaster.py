@@ -59,12 +59,17 @@ def test_learned_state(fitted: CNNLSTMForecaster, small_config: CNNLSTMConfig) -
     assert fitted.flat_threshold_ > 0
     assert fitted.ret_scale_ > 0
     assert fitted.temperature_ > 0
+    assert fitted.class_weight_.shape == (3,)
+    assert fitted.loss_weights_ == (1.0, small_config.regression_weight)
     history = fitted.history_
     assert isinstance(history, TrainingHistory)
     assert 1 <= history.best_epoch <= len(history.epochs) <= small_config.epochs
     assert history.n_fit_windows > 0
     assert history.n_val_windows > 0
     assert all(math.isfinite(e.train_loss) and math.isfinite(e.val_loss) for e in history.epochs)
+    assert 0 <= history.val_ece_after <= 1
+    assert history.device == "cpu"
+    assert history.resumed_from_epoch == 0
 
 
 def test_predict_columns_index_and_probabilities(
@@ -196,6 +201,8 @@ def test_save_load_round_trip(
     assert loaded.config == fitted.config
     assert loaded.feature_names_ == fitted.feature_names_
     assert loaded.history_ == fitted.history_
+    np.testing.assert_array_equal(loaded.class_weight_, fitted.class_weight_)
+    assert loaded.loss_weights_ == fitted.loss_weights_
     frame = toy_frames["TOY1"]
     pd.testing.assert_frame_equal(loaded.predict(frame), fitted.predict(frame), check_exact=True)
 
@@ -364,6 +371,7 @@ def test_learns_a_predictable_toy_market_out_of_sample(
     assert metrics["ic"] > 0.4
     assert metrics["rank_ic"] > 0.4
     assert metrics["log_loss"] < math.log(3)
+    assert metrics["ece"] < 0.1
 
 
 def test_evaluate_needs_realised_returns(

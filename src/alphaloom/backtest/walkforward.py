@@ -38,7 +38,7 @@ into target weights, e.g. for the CNN+LSTM forecaster::
             return self
 
         def predict(self, frame: pd.DataFrame) -> np.ndarray:
-            expected = self.model_.predict(frame)["expected_return"].to_numpy()
+            expected = self.model_.predict(frame)["pred_return"].to_numpy()
             return np.nan_to_num(np.sign(expected))
 
 :func:`run_walk_forward` builds one fresh model per fold from ``model_factory(seed)`` (seeds are derived

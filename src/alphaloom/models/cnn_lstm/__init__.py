@@ -2,16 +2,19 @@
 
 Fit :class:`CNNLSTMForecaster` on ``{symbol: frame}`` training segments (UTC-indexed feature columns plus
 ``close`` for labels), then :meth:`~CNNLSTMForecaster.predict` calibrated down/flat/up probabilities, the
-forward log return and an embedding at every bar with a full window of finite features.
+forward log return and an embedding at every bar with a full window of finite features. For walk-forward
+folds, ``fit(frames, rows=...)`` trains only on a fold's training rows and ``predict(frame, rows=...)``
+forecasts its test rows; :func:`build_training_set` shows exactly which windows and labels a fit reads.
 """
 
 from alphaloom.models.cnn_lstm.config import CNNLSTMConfig
-from alphaloom.models.cnn_lstm.dataset import CLASS_NAMES
+from alphaloom.models.cnn_lstm.dataset import CLASS_NAMES, TrainingSet, as_frames, build_training_set
 from alphaloom.models.cnn_lstm.forecaster import (
     CNNLSTMForecaster,
     EpochRecord,
     ProgressCallback,
     TrainingHistory,
+    expected_calibration_error,
 )
 from alphaloom.models.cnn_lstm.network import CNNLSTM, CNNLSTMOutput
 from alphaloom.models.cnn_lstm.toy import make_toy_frames
@@ -25,5 +28,9 @@ __all__ = [
     "EpochRecord",
     "ProgressCallback",
     "TrainingHistory",
+    "TrainingSet",
+    "as_frames",
+    "build_training_set",
+    "expected_calibration_error",
     "make_toy_frames",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -56,13 +56,28 @@ class CNNLSTMConfig(ComponentConfig):
     val_fraction
         Share of each symbol's windows, taken from the end in time, held out for early stopping and
         temperature calibration. ``0.0`` disables both.
+    class_weight
+        Weights of the classes in the cross-entropy, from their counts on the fit windows: ``"balanced"``
+        (inverse frequency, ``n / (3 * count)``), ``"sqrt"`` (the square root of that, a milder correction)
+        or ``"none"``.
     regression_weight
-        Weight of the Huber loss on the standardised forward return next to the cross-entropy.
+        Weight of the Huber loss on the standardised forward return next to the cross-entropy; with
+        ``loss_weighting="fixed"`` the training loss, and in every case the validation loss used for early
+        stopping.
+    loss_weighting
+        ``"fixed"``: ``cross_entropy + regression_weight * huber``. ``"uncertainty"``: the two task weights
+        are learned as homoscedastic uncertainties (Kendall, Gal and Cipolla, 2018),
+        ``exp(-s_c) * cross_entropy + s_c / 2 + exp(-s_r) * huber / 2 + s_r / 2``, with ``s_c`` and ``s_r``
+        trained alongside the network.
     seed
         Seeds weight initialisation, shuffling and dropout; on CPU the same seed reproduces bit-identical
         predictions.
     device
-        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Nothing requires a
+        GPU; naming CUDA on a machine without one is refused with a :class:`ConfigError` at fit time.
+    mixed_precision
+        On CUDA, train under float16 autocast with a dynamic gradient scaler (validation, calibration and
+        inference stay float32). Ignored on the CPU, which always trains in float32.
     num_threads
         torch intra-op threads used while fitting and predicting (1 is fastest on small shared machines).
     """
@@ -86,9 +101,12 @@ class CNNLSTMConfig(ComponentConfig):
     grad_clip: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = 1.0
     early_stopping_patience: PositiveInt = 3
     val_fraction: Annotated[float, Field(ge=0.0, le=0.5)] = 0.15
+    class_weight: Literal["balanced", "sqrt", "none"] = "balanced"
     regression_weight: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.5
+    loss_weighting: Literal["fixed", "uncertainty"] = "fixed"
     seed: Annotated[int, Field(ge=0)] = 0
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")] = "auto"
+    mixed_precision: bool = True
     num_threads: PositiveInt = 1
 
     @field_validator("kernel_sizes")

@@ -2,12 +2,25 @@
 
 It follows the scikit-learn contract: ``__init__`` only stores the config, :meth:`CNNLSTMForecaster.fit`
 returns ``self``, learned state ends in ``_`` and :meth:`CNNLSTMForecaster.predict` never refits.
+
+Training, in one place (:func:`_train`): AdamW with a one-cycle learning-rate schedule and gradient-norm
+clipping; a class-weighted cross-entropy plus a Huber loss on the standardised forward return, combined with
+fixed or learned (uncertainty) weights; early stopping on the validation windows, keeping the best epoch;
+temperature scaling of the logits on the same windows; float16 autocast with a gradient scaler on CUDA,
+float32 on the CPU; and, with ``checkpoint_dir``, a checkpoint after every epoch that a later ``fit`` of the
+same config and data resumes bit for bit.
+
+Walk-forward evaluation drives it fold by fold: ``fit(frames, rows={symbol: fold.train_idx})`` trains only
+on windows whose inputs and labels lie inside the fold's training rows, and ``predict(frame,
+rows=fold.test_idx)`` forecasts at the test rows, reading the ``lookback`` rows before them as inputs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import time
@@ -20,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from alphaloom.core.exceptions import (
     ConfigError,
@@ -33,24 +46,38 @@ from alphaloom.core.exceptions import (
 from alphaloom.models.cnn_lstm.config import CNNLSTMConfig
 from alphaloom.models.cnn_lstm.dataset import (
     CLASS_NAMES,
+    Rows,
+    TrainingSet,
+    as_frames,
+    build_training_set,
     class_labels,
     forward_log_return,
     frame_arrays,
     gather_windows,
-    split_windows,
+    row_mask,
+    rows_per_symbol,
     window_end_mask,
 )
-from alphaloom.models.cnn_lstm.dataset import feature_columns as _feature_columns
 from alphaloom.models.cnn_lstm.network import CNNLSTM
 
-__all__ = ["CNNLSTMForecaster", "EpochRecord", "ProgressCallback", "TrainingHistory"]
+__all__ = [
+    "CNNLSTMForecaster",
+    "EpochRecord",
+    "ProgressCallback",
+    "TrainingHistory",
+    "expected_calibration_error",
+]
 
 #: ``progress(epoch, n_epochs, metrics)`` is called after every epoch; ``epoch`` counts from 1.
 ProgressCallback = Callable[[int, int, dict[str, float]], None]
 
 _FORMAT = "alphaloom.cnn_lstm"
-_FORMAT_VERSION = 1
+# 2: residual skips between LSTM layers (same weights, different outputs) and the class and task weights.
+_FORMAT_VERSION = 2
 _DEFAULT_FILE = "cnn_lstm.pt"
+_CHECKPOINT_FORMAT = "alphaloom.cnn_lstm.checkpoint"
+_CHECKPOINT_VERSION = 1
+_CHECKPOINT_FILE = "checkpoint.pt"
 _INFERENCE_BATCH = 2048
 _PROBA_COLUMNS = [f"p_{c}" for c in CLASS_NAMES]
 
@@ -72,8 +99,11 @@ class TrainingHistory:
     """What happened during :meth:`CNNLSTMForecaster.fit`.
 
     ``best_epoch`` is the epoch whose weights were kept (the last one without a validation set);
-    ``val_nll_before`` and ``val_nll_after`` are the validation negative log-likelihoods (nats per window)
-    before and after temperature scaling.
+    ``val_nll_before`` / ``val_nll_after`` (nats per window) and ``val_ece_before`` / ``val_ece_after``
+    (expected calibration error) are measured on the validation windows before and after temperature
+    scaling. ``device`` is where training ran and ``mixed_precision`` whether it used float16 autocast;
+    ``resumed_from_epoch`` is the last epoch read from a checkpoint (0 for a fresh run). ``seconds`` counts
+    this call only.
     """
 
     epochs: tuple[EpochRecord, ...]
@@ -84,6 +114,11 @@ class TrainingHistory:
     val_nll_before: float
     val_nll_after: float
     seconds: float
+    val_ece_before: float = math.nan
+    val_ece_after: float = math.nan
+    device: str = "cpu"
+    mixed_precision: bool = False
+    resumed_from_epoch: int = 0
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainingHistory:
@@ -93,9 +128,9 @@ class TrainingHistory:
 
 @dataclass
 class _Windows:
-    # Pooled windows of all symbols: rows of every symbol stacked in ``values``; a window is named by the
-    # global row where it ends.
-    values: Tensor  # (n_rows, n_features) standardised float32, NaN where the raw feature was not finite
+    # Windows on the training device: `values` holds every symbol's stacked rows and a window is named by the
+    # stacked row where it ends.
+    values: Tensor  # (n_rows, n_features) standardised float32
     ends: Tensor  # (n,) int64
     labels: Tensor  # (n,) int64
     targets: Tensor  # (n,) float32, forward log return / ret_scale_
@@ -124,6 +159,11 @@ class CNNLSTMForecaster:
     ret_scale_ : float
         Root mean square of the fit part's forward log returns; the regression head predicts returns in these
         units.
+    class_weight_ : ndarray of shape (3,)
+        Weights of down, flat and up in the cross-entropy (see ``config.class_weight``).
+    loss_weights_ : tuple of float
+        Weights of the classification and the regression loss at the end of training: ``(1,
+        regression_weight)`` when fixed, ``(exp(-s_c), exp(-s_r) / 2)`` when learned.
     temperature_ : float
         Divides the logits before the softmax so the probabilities are calibrated on validation data.
     history_ : TrainingHistory
@@ -158,6 +198,16 @@ class CNNLSTMForecaster:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(config={self.config!r})"
 
+    @property
+    def lookback(self) -> int:
+        """Rows of history before a row that its forecast reads: ``window - 1``."""
+        return self.config.window - 1
+
+    @property
+    def label_horizon(self) -> int:
+        """Rows after a row that its label reads: ``horizon`` (purge at least this many before a test)."""
+        return self.config.horizon
+
     # ------------------------------------------------------------------ fit
 
     def fit(
@@ -166,25 +216,39 @@ class CNNLSTMForecaster:
         *,
         feature_columns: Sequence[str] | None = None,
         progress: ProgressCallback | None = None,
+        rows: Mapping[str, Rows] | Rows | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
     ) -> Self:
         """Train on one training segment per symbol.
 
         Parameters
         ----------
         frames
-            ``{symbol: frame}``; each frame is indexed by UTC bar time ``ts`` (strictly increasing) and holds
-            float feature columns plus ``close`` (used for labels only, never as an input). A single frame is
-            taken as one symbol. Rows with non-finite features are excluded from windows; windows whose label
-            would need a close beyond the frame's end are dropped. The last ``val_fraction`` of each
-            symbol's windows is held out for early stopping and calibration, purged from the fit windows
-            (see :func:`~alphaloom.models.cnn_lstm.dataset.split_windows`); the scaler and the flat
-            threshold are fitted on the fit windows only.
+            ``{symbol: frame}``; each frame is indexed by UTC bar time ``ts`` (strictly increasing; or has a
+            ``ts`` column) and holds float feature columns plus ``close`` (for labels only, never an input).
+            A long panel frame with a ``symbol`` column is split by symbol; any other single frame is one
+            symbol. Rows with non-finite features are excluded from windows; windows whose label would need
+            a close beyond the frame's end are dropped. The last ``val_fraction`` of each symbol's windows is
+            held out for early stopping and calibration, purged from the fit windows (see
+            :func:`~alphaloom.models.cnn_lstm.dataset.split_windows`); the scaler and the flat threshold are
+            fitted on the fit windows only.
         feature_columns
-            The feature columns to use; by default every column except ``close`` (and ``ts``), in the first
-            frame's order.
+            The feature columns to use; by default every column except ``close`` (and ``ts``, ``symbol``), in
+            the first frame's order.
         progress
             Called as ``progress(epoch, n_epochs, metrics)`` after each epoch (``metrics`` holds the
             :class:`EpochRecord` fields), e.g. to drive a progress bar. Nothing is printed.
+        rows
+            The rows that may be trained on, per symbol (``{symbol: positions or bool mask}``; one array for a
+            single symbol), e.g. a walk-forward fold's ``train_idx``. A window is trained on only when its
+            inputs and its label (rows ``t - window + 1 .. t + horizon``) all lie in these rows, so purged,
+            embargoed and test rows are never read. ``None``: every row.
+        checkpoint_dir
+            Directory for a checkpoint written after every epoch (network, optimiser, schedule, gradient
+            scaler, random generators, early-stopping state). When it already holds one written for the same
+            config and training data, training resumes after its last epoch and ends with the same weights
+            as an uninterrupted run (bit for bit on the CPU); a finished checkpoint is not retrained. A
+            checkpoint of another config or other data is refused; delete it to start over.
 
         Returns
         -------
@@ -193,134 +257,70 @@ class CNNLSTMForecaster:
 
         Raises
         ------
+        ConfigError
+            If ``config.device`` names CUDA on a machine without it.
         DataFormatError
-            On malformed frames or feature sets that differ between symbols.
+            On malformed frames or rows, or feature sets that differ between symbols.
         EmptyRangeError
             If no window with a label can be built.
         TrainingError
-            If there are fewer fit windows than ``batch_size``, or the loss becomes non-finite.
+            If there are fewer fit windows than ``batch_size``, the loss becomes non-finite, or the
+            checkpoint belongs to another run.
         """
         cfg = self.config
         started = time.perf_counter()
-        if isinstance(frames, pd.DataFrame):
-            frames = {"frame": frames}
-        if not isinstance(frames, Mapping) or not frames:
-            raise DataFormatError("fit expects a non-empty {symbol: DataFrame} mapping of training segments.")
-        for symbol, frame in frames.items():
-            if not isinstance(frame, pd.DataFrame):
-                raise DataFormatError(
-                    f"frames[{symbol!r}] should be a DataFrame, got {type(frame).__name__}."
-                )
-        first = next(iter(frames.values()))
-        names = _feature_columns(first, feature_columns)
-        if feature_columns is None:
-            for symbol, frame in frames.items():
-                other = _feature_columns(frame)
-                if set(other) != set(names):
-                    raise DataFormatError(
-                        f"frames[{symbol!r}] has features {sorted(other)} but the first frame has "
-                        f"{sorted(names)}; every symbol needs the same feature columns (or pass "
-                        "feature_columns=[...])."
-                    )
-        segments = [
-            (symbol, *frame_arrays(frame, names, need_close=True, name=f"frames[{symbol!r}]"))
-            for symbol, frame in frames.items()
-        ]
-
-        # Windows are named by the row where they end, in all symbols' rows stacked; the scaler sees only rows
-        # up to each symbol's last fit window.
-        w, h = cfg.window, cfg.horizon
-        fit_ends, val_ends, returns_at, scaler_rows, blocks = [], [], [], [], []
-        offset = 0
-        for _, _, values, close in segments:
-            assert close is not None
-            split = split_windows(values, close, window=w, horizon=h, val_fraction=cfg.val_fraction)
-            if len(split.fit_ends):
-                seen = values[: split.fit_ends[-1] + 1]
-                scaler_rows.append(seen[np.isfinite(seen).all(axis=1)])
-            fit_ends.append(split.fit_ends + offset)
-            val_ends.append(split.val_ends + offset)
-            returns_at.append(split.log_return)
-            blocks.append(values)
-            offset += len(values)
-        fit_idx, val_idx = np.concatenate(fit_ends), np.concatenate(val_ends)
-        returns = np.concatenate(returns_at)
-        if len(fit_idx) == 0:
-            raise EmptyRangeError(
-                f"no training windows: each needs {w} consecutive bars of finite features and a close "
-                f"{h} bar(s) later inside the same frame. Got {[len(v) for v in blocks]} rows per symbol; "
-                "pass longer segments, a shorter window, or fewer NaN warm-up rows."
-            )
-        if len(fit_idx) < cfg.batch_size:
-            raise TrainingError(
-                f"only {len(fit_idx)} fit windows for batch_size={cfg.batch_size}; pass more data or lower "
-                "batch_size (and val_fraction)."
-            )
-
-        rows = np.concatenate(scaler_rows)
-        mean = rows.mean(axis=0)
-        std = rows.std(axis=0)
-        std = np.where(std > 1e-12, std, 1.0)
-        fit_returns = returns[fit_idx]
-        threshold = cfg.flat_threshold or float(np.quantile(np.abs(fit_returns), 1.0 / 3.0))
-        ret_scale = float(np.sqrt(np.mean(fit_returns**2)))
-        ret_scale = ret_scale if ret_scale > 0 else 1.0
-
         device = _resolve_device(cfg.device)
-        standardised = torch.from_numpy(((np.concatenate(blocks) - mean) / std).astype(np.float32)).to(device)
-        labels_all = class_labels(returns, threshold)
-
-        def windows(idx: np.ndarray) -> _Windows:
-            return _Windows(
-                values=standardised,
-                ends=torch.from_numpy(idx).to(device),
-                labels=torch.from_numpy(labels_all[idx]).to(device),
-                targets=torch.from_numpy((returns[idx] / ret_scale).astype(np.float32)).to(device),
-            )
-
-        counts = np.bincount(labels_all[fit_idx], minlength=len(CLASS_NAMES))
-        class_weight = torch.tensor(
-            len(fit_idx) / (len(CLASS_NAMES) * np.maximum(counts, 1)), dtype=torch.float32, device=device
-        )
+        data = build_training_set(frames, cfg, feature_columns=feature_columns, rows=rows)
+        class_weight = _class_weights(data.class_counts, cfg.class_weight)
+        checkpoint = None
+        if checkpoint_dir is not None:
+            checkpoint = Path(checkpoint_dir) / _CHECKPOINT_FILE
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
 
         with _torch_session(cfg, device):
-            network, history, temperature = _train(
-                cfg, len(names), windows(fit_idx), windows(val_idx), class_weight, device, progress
-            )
-        history = dataclasses.replace(history, seconds=time.perf_counter() - started)
+            result = _train(cfg, data, class_weight, device, progress, checkpoint)
+        history = dataclasses.replace(result.history, seconds=time.perf_counter() - started)
 
-        self.network_ = network
-        self.feature_names_ = list(names)
-        self.n_features_in_ = len(names)
-        self.scaler_mean_ = mean
-        self.scaler_std_ = std
-        self.flat_threshold_ = float(threshold)
-        self.ret_scale_ = ret_scale
-        self.temperature_ = temperature
+        self.network_ = result.network
+        self.feature_names_ = list(data.feature_names)
+        self.n_features_in_ = len(data.feature_names)
+        self.scaler_mean_ = data.scaler_mean
+        self.scaler_std_ = data.scaler_std
+        self.flat_threshold_ = data.flat_threshold
+        self.ret_scale_ = data.ret_scale
+        self.class_weight_ = class_weight
+        self.loss_weights_ = result.loss_weights
+        self.temperature_ = result.temperature
         self.history_ = history
         return self
 
     # -------------------------------------------------------------- predict
 
-    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def predict(self, frame: pd.DataFrame, *, rows: Rows | None = None) -> pd.DataFrame:
         """Forecast at every bar where a full window of finite features ends.
 
         Parameters
         ----------
         frame
-            One symbol's frame indexed by UTC ``ts`` with at least :attr:`feature_names_` (extra columns,
-            ``close`` included, are ignored).
+            One symbol's frame indexed by UTC ``ts`` (or with a ``ts`` column) with at least
+            :attr:`feature_names_` (extra columns, ``close`` included, are ignored).
+        rows
+            Positions (or a boolean mask) of the rows to forecast at, e.g. a walk-forward fold's ``test_idx``;
+            their windows still read the :attr:`lookback` rows before them. ``None``: every row.
 
         Returns
         -------
         DataFrame
             Indexed by ``ts``; columns ``p_down``, ``p_flat``, ``p_up`` (calibrated, summing to 1),
-            ``pred_return`` (forward log return over ``horizon`` bars) and ``emb_0 .. emb_{k-1}``. The row
-            at ``t`` depends on feature rows ``t - window + 1 .. t`` only.
+            ``pred_return`` (forward log return over ``horizon`` bars) and ``emb_0 .. emb_{k-1}`` (the
+            network's penultimate layer, for the RL observation). The row at ``t`` depends on feature rows
+            ``t - window + 1 .. t`` only; rows without a full window of finite features are left out.
         """
         self._check_fitted()
+        frame = self._one_symbol(frame)
         index, values, _ = frame_arrays(frame, self.feature_names_, need_close=False)
-        ends = np.flatnonzero(window_end_mask(values, self.config.window))
+        mask = window_end_mask(values, self.config.window) & row_mask(len(values), rows)
+        ends = np.flatnonzero(mask)
         emb_cols = [f"emb_{i}" for i in range(self.config.embedding_dim)]
         columns = [*_PROBA_COLUMNS, "pred_return", *emb_cols]
         if len(ends) == 0:
@@ -329,33 +329,44 @@ class CNNLSTMForecaster:
         out = np.column_stack([proba, regression * self.ret_scale_, embedding])
         return pd.DataFrame(out, index=index[ends], columns=columns)
 
-    def predict_proba(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def predict_proba(self, frame: pd.DataFrame, *, rows: Rows | None = None) -> pd.DataFrame:
         """Only the calibrated ``p_down``, ``p_flat``, ``p_up`` columns of :meth:`predict`."""
-        return self.predict(frame)[_PROBA_COLUMNS]
+        return self.predict(frame, rows=rows)[_PROBA_COLUMNS]
 
-    def evaluate(self, frame: pd.DataFrame | Mapping[str, pd.DataFrame]) -> dict[str, float]:
+    def evaluate(
+        self,
+        frame: pd.DataFrame | Mapping[str, pd.DataFrame],
+        *,
+        rows: Mapping[str, Rows] | Rows | None = None,
+    ) -> dict[str, float]:
         """Score forecasts against realised forward returns on labelled frames.
 
         Parameters
         ----------
         frame
-            A frame with the features and ``close``, or ``{symbol: frame}`` (scores are pooled).
+            A frame with the features and ``close``, ``{symbol: frame}`` or a long panel frame with a
+            ``symbol`` column (scores are pooled over symbols).
+        rows
+            The rows to score per symbol (as in :meth:`fit`), e.g. a fold's ``test_idx``; ``None``: all.
 
         Returns
         -------
         dict
             ``accuracy``, ``balanced_accuracy`` (mean recall over the classes present), ``log_loss`` (nats),
-            ``ic`` (Pearson) and ``rank_ic`` (Spearman) of ``pred_return`` against the realised forward log
-            return, and ``n`` (windows scored). Windows without a realised return are skipped.
+            ``ece`` (top-label expected calibration error, 15 equal-width bins, see
+            :func:`expected_calibration_error`), ``ic`` (Pearson) and ``rank_ic`` (Spearman) of
+            ``pred_return`` against the realised forward log return, and ``n`` (windows scored). Windows
+            whose realised return needs a close past the frame's end are skipped.
         """
         self._check_fitted()
-        frames = frame.items() if isinstance(frame, Mapping) else [("frame", frame)]
+        frames = as_frames(frame, name="frame")
+        selected = rows_per_symbol(rows, list(frames))
         parts = []
-        for name, f in frames:
+        for name, f in frames.items():
             index, _, close = frame_arrays(f, self.feature_names_, need_close=True, name=str(name))
             assert close is not None
             realised = pd.Series(forward_log_return(close, self.config.horizon), index=index)
-            pred = self.predict(f)
+            pred = self.predict(f, rows=selected[name])
             parts.append(pred.assign(realised=realised.reindex(pred.index).to_numpy()))
         scored = pd.concat(parts).dropna(subset=["realised"])
         if scored.empty:
@@ -394,12 +405,12 @@ class CNNLSTMForecaster:
             "scaler_std": torch.from_numpy(np.asarray(self.scaler_std_, dtype=np.float64)),
             "flat_threshold": float(self.flat_threshold_),
             "ret_scale": float(self.ret_scale_),
+            "class_weight": [float(w) for w in self.class_weight_],
+            "loss_weights": [float(w) for w in self.loss_weights_],
             "temperature": float(self.temperature_),
             "history": asdict(self.history_),
         }
-        tmp = target.with_name(target.name + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(target)  # atomic: a crash never leaves a half-written model behind
+        _atomic_save(payload, target)
         return target
 
     @classmethod
@@ -438,6 +449,8 @@ class CNNLSTMForecaster:
             model.scaler_std_ = payload["scaler_std"].numpy()
             model.flat_threshold_ = float(payload["flat_threshold"])
             model.ret_scale_ = float(payload["ret_scale"])
+            model.class_weight_ = np.asarray(payload["class_weight"], dtype=np.float64)
+            model.loss_weights_ = tuple(float(w) for w in payload["loss_weights"])
             model.temperature_ = float(payload["temperature"])
             model.history_ = TrainingHistory.from_dict(payload["history"])
         except (KeyError, TypeError, RuntimeError) as exc:  # a missing entry or weights of another shape
@@ -453,6 +466,17 @@ class CNNLSTMForecaster:
             raise NotFittedError(
                 f"this {type(self).__name__} is not fitted yet; call fit(frames) or load(path) first."
             )
+
+    @staticmethod
+    def _one_symbol(frame: pd.DataFrame) -> pd.DataFrame:
+        frames = as_frames(frame, name="frame")
+        if len(frames) > 1:
+            raise DataFormatError(
+                f"predict takes one symbol's frame, but this panel holds {len(frames)} symbols "
+                f"({list(frames)[:5]}); predict each symbol's rows separately, e.g. "
+                "{s: model.predict(f) for s, f in as_frames(panel).items()}."
+            )
+        return next(iter(frames.values()))
 
     def _infer(self, values: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         network = self.network_
@@ -476,29 +500,76 @@ class CNNLSTMForecaster:
         )
 
 
+def expected_calibration_error(proba: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+    """Top-label expected calibration error of class probabilities (Guo et al., 2017).
+
+    Windows are binned by their highest probability into ``n_bins`` equal-width bins of ``[0, 1]``; the ECE
+    is the window-weighted mean over bins of ``|accuracy - mean highest probability|``. 0 is perfectly
+    calibrated.
+
+    Parameters
+    ----------
+    proba
+        ``(n, n_classes)`` probabilities, rows summing to 1.
+    labels
+        ``(n,)`` true class indices.
+    n_bins
+        Number of confidence bins.
+
+    Returns
+    -------
+    float
+        In ``[0, 1]``; NaN for ``n == 0``.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return math.nan
+    confidence = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == labels).astype(np.float64)
+    bins = np.minimum((confidence * n_bins).astype(np.int64), n_bins - 1)
+    gap = np.bincount(bins, weights=correct - confidence, minlength=n_bins)
+    return float(np.abs(gap).sum() / len(labels))
+
+
 def _resolve_device(spec: str) -> torch.device:
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={spec!r} but CUDA is not available here; use device='auto' or 'cpu'.")
+        raise ConfigError(
+            f"device={spec!r} but CUDA is not available on this machine (torch {torch.__version__}, "
+            f"built with CUDA {torch.version.cuda or 'none'}); use device='auto' (CUDA when present, else "
+            "CPU) or device='cpu'. Nothing in alphaloom requires a GPU."
+        )
     return torch.device(spec)
+
+
+def _uses_amp(cfg: CNNLSTMConfig, device: torch.device) -> bool:
+    return device.type == "cuda" and cfg.mixed_precision
 
 
 @contextlib.contextmanager
 def _torch_session(cfg: CNNLSTMConfig, device: torch.device, *, train: bool = True) -> Iterator[None]:
-    # torch's thread count, determinism flag and RNG are process-global: set them for the call and restore
+    # torch's thread count, determinism flags and RNG are process-global: set them for the call and restore
     # them afterwards so fitting a model does not change the caller's torch state.
     # Deterministic mode would also fill every fresh tensor with NaN, which costs the LSTM up to half of a
-    # training step on CPU; results do not depend on it, since nothing reads uninitialised memory.
+    # training step on CPU; results do not depend on it, since nothing reads uninitialised memory. On CUDA
+    # the cuDNN flags pin the convolution and LSTM kernels instead (torch's global deterministic mode would
+    # also demand a CUBLAS_WORKSPACE_CONFIG set before CUDA starts, and warn on every call without it).
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     fill = torch.utils.deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]
-    rng_devices = [device.index or 0] if device.type == "cuda" else []
+    cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    cuda = device.type == "cuda"
+    rng_devices = [device.index or 0] if cuda else []
     try:
         torch.set_num_threads(cfg.num_threads)
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
+        if cuda:
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        else:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
         with torch.random.fork_rng(devices=rng_devices), torch.inference_mode(not train):
             if train:
                 torch.manual_seed(cfg.seed)
@@ -507,58 +578,140 @@ def _torch_session(cfg: CNNLSTMConfig, device: torch.device, *, train: bool = Tr
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         torch.utils.deterministic.fill_uninitialized_memory = fill  # type: ignore[attr-defined]
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
 
 
-def _losses(
-    cfg: CNNLSTMConfig, logits: Tensor, regression: Tensor, data: _Windows, idx: Tensor, weight: Tensor
-) -> Tensor:
-    ce = F.cross_entropy(logits, data.labels[idx], weight=weight)
-    return ce + cfg.regression_weight * F.huber_loss(regression, data.targets[idx], delta=1.0)
+def _class_weights(counts: np.ndarray, scheme: str) -> np.ndarray:
+    # "balanced" is scikit-learn's n / (k * count): every class carries the same total weight. A class absent
+    # from the fit windows gets the largest weight; it never appears in a loss, so its value does not matter.
+    if scheme == "none":
+        return np.ones(len(counts))
+    balanced = counts.sum() / (len(counts) * np.maximum(counts, 1))
+    return np.sqrt(balanced) if scheme == "sqrt" else balanced
+
+
+class _MultiTaskLoss(nn.Module):
+    # The training loss of the two heads. "fixed" adds regression_weight * Huber to the class-weighted
+    # cross-entropy. "uncertainty" learns one log-variance s per task (Kendall, Gal & Cipolla, 2018):
+    # exp(-s_c) * CE + s_c / 2 + exp(-s_r) * Huber / 2 + s_r / 2, so the noisier task is down-weighted while
+    # the s / 2 terms keep the weights from collapsing to zero. Validation always uses the fixed form, so
+    # early stopping compares epochs on one scale.
+    def __init__(self, cfg: CNNLSTMConfig, class_weight: Tensor) -> None:
+        super().__init__()
+        self.regression_weight = cfg.regression_weight
+        self.register_buffer("class_weight", class_weight)
+        self.log_vars = nn.Parameter(torch.zeros(2)) if cfg.loss_weighting == "uncertainty" else None
+
+    def parts(
+        self, logits: Tensor, regression: Tensor, labels: Tensor, targets: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        # Autocast may hand float16 outputs; both losses are computed in float32.
+        ce = F.cross_entropy(logits.float(), labels, weight=self.class_weight)
+        return ce, F.huber_loss(regression.float(), targets, delta=1.0)
+
+    def forward(self, logits: Tensor, regression: Tensor, labels: Tensor, targets: Tensor) -> Tensor:
+        ce, huber = self.parts(logits, regression, labels, targets)
+        if self.log_vars is None:
+            return ce + self.regression_weight * huber
+        s_c, s_r = self.log_vars[0], self.log_vars[1]
+        return torch.exp(-s_c) * ce + 0.5 * s_c + 0.5 * torch.exp(-s_r) * huber + 0.5 * s_r
+
+    def validation(self, logits: Tensor, regression: Tensor, labels: Tensor, targets: Tensor) -> Tensor:
+        ce, huber = self.parts(logits, regression, labels, targets)
+        return ce + self.regression_weight * huber
+
+    def weights(self) -> tuple[float, float]:
+        if self.log_vars is None:
+            return 1.0, float(self.regression_weight)
+        s = self.log_vars.detach().double().cpu()
+        return float(torch.exp(-s[0])), float(0.5 * torch.exp(-s[1]))
+
+
+@dataclass(frozen=True)
+class _TrainResult:
+    network: CNNLSTM
+    history: TrainingHistory
+    temperature: float
+    loss_weights: tuple[float, float]
+
+
+def _on_device(data: TrainingSet, device: torch.device) -> tuple[_Windows, _Windows]:
+    values = torch.from_numpy(data.values).to(device)
+
+    def windows(ends: np.ndarray, labels: np.ndarray, targets: np.ndarray) -> _Windows:
+        return _Windows(
+            values=values,
+            ends=torch.from_numpy(ends).to(device),
+            labels=torch.from_numpy(labels).to(device),
+            targets=torch.from_numpy(targets).to(device),
+        )
+
+    return (
+        windows(data.fit_ends, data.fit_labels, data.fit_targets),
+        windows(data.val_ends, data.val_labels, data.val_targets),
+    )
 
 
 def _train(
     cfg: CNNLSTMConfig,
-    n_features: int,
-    fit: _Windows,
-    val: _Windows,
-    class_weight: Tensor,
+    data: TrainingSet,
+    class_weight: np.ndarray,
     device: torch.device,
     progress: ProgressCallback | None,
-) -> tuple[CNNLSTM, TrainingHistory, float]:
-    network = CNNLSTM(cfg, n_features).to(device)
+    checkpoint: Path | None,
+) -> _TrainResult:
+    fit, val = _on_device(data, device)
+    network = CNNLSTM(cfg, len(data.feature_names)).to(device)
+    loss_fn = _MultiTaskLoss(cfg, torch.tensor(class_weight, dtype=torch.float32)).to(device)
+    groups: list[dict[str, Any]] = [{"params": list(network.parameters())}]
+    if loss_fn.log_vars is not None:
+        groups.append({"params": [loss_fn.log_vars], "weight_decay": 0.0})
     # The fused AdamW kernel and foreach clipping replace ~20 small tensor ops per parameter per step.
     fused = device.type in ("cpu", "cuda")
-    optimiser = torch.optim.AdamW(
-        network.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused
-    )
+    optimiser = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused)
     n_fit = len(fit.ends)
     steps_per_epoch = n_fit // cfg.batch_size  # drop the ragged last batch; shuffling rotates who is left out
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=cfg.learning_rate, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.25
     )
+    amp = _uses_amp(cfg, device)
+    # Float16 autocast on CUDA; the scaler keeps small float16 gradients from flushing to zero, and skips a
+    # step whose gradients overflowed. Disabled (a pass-through) on the CPU.
+    grad_scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.float16)) if amp else contextlib.nullcontext
     generator = torch.Generator().manual_seed(cfg.seed)
     has_val = len(val.ends) > 0
-    records: list[EpochRecord] = []
-    best_loss, best_epoch, best_state, stale = math.inf, 0, None, 0
+    state = _LoopState()
+    fingerprint = _fingerprint(cfg, data)
+    if checkpoint is not None and checkpoint.is_file():
+        state = _restore(
+            checkpoint, fingerprint, device, network, loss_fn, optimiser, scheduler, grad_scaler, generator
+        )
+    resumed_from = state.epoch
 
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        if state.finished:
+            break
         t0 = time.perf_counter()
         network.train()
         order = torch.randperm(n_fit, generator=generator).to(device)
         total = torch.zeros((), device=device)
         for step in range(steps_per_epoch):
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            logits, regression, _ = network(gather_windows(fit.values, fit.ends[idx], cfg.window))
-            loss = _losses(cfg, logits, regression, fit, idx, class_weight)
+            with autocast():
+                logits, regression, _ = network(gather_windows(fit.values, fit.ends[idx], cfg.window))
+            loss = loss_fn(logits, regression, fit.labels[idx], fit.targets[idx])
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"non-finite training loss ({loss.item()}) at epoch {epoch}, batch {step + 1}; lower "
                     f"learning_rate (now {cfg.learning_rate}) or check the features for extreme values."
                 )
             optimiser.zero_grad(set_to_none=True)
-            loss.backward()
+            grad_scaler.scale(loss).backward()
+            grad_scaler.unscale_(optimiser)  # clip the true gradients, not the scaled ones
             torch.nn.utils.clip_grad_norm_(network.parameters(), cfg.grad_clip, foreach=True)
-            optimiser.step()
+            grad_scaler.step(optimiser)
+            grad_scaler.update()
             scheduler.step()
             total += loss.detach()
         train_loss = total.item() / steps_per_epoch
@@ -567,8 +720,7 @@ def _train(
         val_loss = val_acc = math.nan
         if has_val:
             logits, regression = _score(network, val, cfg)
-            all_idx = torch.arange(len(val.ends), device=device)
-            val_loss = _losses(cfg, logits, regression, val, all_idx, class_weight).item()
+            val_loss = loss_fn.validation(logits, regression, val.labels, val.targets).item()
             val_acc = (logits.argmax(dim=1) == val.labels).double().mean().item()
             if not math.isfinite(val_loss):
                 raise TrainingError(f"non-finite validation loss at epoch {epoch}; lower learning_rate.")
@@ -580,40 +732,177 @@ def _train(
             learning_rate=optimiser.param_groups[0]["lr"],
             samples_per_s=steps_per_epoch * cfg.batch_size / seconds,
         )
-        records.append(record)
+        state.records.append(record)
+        state.epoch = epoch
+
+        if not has_val:
+            state.best_epoch = epoch
+        elif val_loss < state.best_loss:
+            state.best_loss, state.best_epoch, state.stale = val_loss, epoch, 0
+            state.best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        else:
+            state.stale += 1
+        state.finished = epoch == cfg.epochs or (has_val and state.stale >= cfg.early_stopping_patience)
+        if checkpoint is not None:
+            _save_checkpoint(
+                checkpoint, fingerprint, state, network, loss_fn, optimiser, scheduler, grad_scaler, generator
+            )
         if progress is not None:
             progress(epoch, cfg.epochs, {k: v for k, v in asdict(record).items() if k != "epoch"})
 
-        if not has_val:
-            best_epoch = epoch
-            continue
-        if val_loss < best_loss:
-            best_loss, best_epoch, stale = val_loss, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= cfg.early_stopping_patience:
-                break
-
-    if best_state is not None:
-        network.load_state_dict(best_state)
+    if state.best_state is not None:
+        network.load_state_dict(state.best_state)
     network.eval()
 
     temperature, nll_before, nll_after = 1.0, math.nan, math.nan
+    ece_before, ece_after = math.nan, math.nan
     if has_val:
         logits, _ = _score(network, val, cfg)
         temperature, nll_before, nll_after = _fit_temperature(logits, val.labels)
+        labels = val.labels.cpu().numpy()
+        logits64 = logits.detach().double().cpu()
+        ece_before = expected_calibration_error(torch.softmax(logits64, dim=1).numpy(), labels)
+        ece_after = expected_calibration_error(torch.softmax(logits64 / temperature, dim=1).numpy(), labels)
     history = TrainingHistory(
-        epochs=tuple(records),
-        best_epoch=best_epoch,
-        stopped_early=len(records) < cfg.epochs,
+        epochs=tuple(state.records),
+        best_epoch=state.best_epoch,
+        stopped_early=len(state.records) < cfg.epochs,
         n_fit_windows=n_fit,
         n_val_windows=len(val.ends),
         val_nll_before=nll_before,
         val_nll_after=nll_after,
         seconds=0.0,
+        val_ece_before=ece_before,
+        val_ece_after=ece_after,
+        device=str(device),
+        mixed_precision=amp,
+        resumed_from_epoch=resumed_from,
     )
-    return network, history, temperature
+    return _TrainResult(network, history, temperature, loss_fn.weights())
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+
+
+@dataclass
+class _LoopState:
+    # What the epoch loop carries from one epoch to the next, besides the modules and the generators.
+    epoch: int = 0
+    finished: bool = False
+    records: list[EpochRecord] = dataclasses.field(default_factory=list)
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    stale: int = 0
+    best_state: dict[str, Tensor] | None = None
+
+
+def _fingerprint(cfg: CNNLSTMConfig, data: TrainingSet) -> str:
+    # Identifies a run: the config and every input and label training reads. Rows no window reads are NaN in
+    # data.values, so data after the training rows does not change it.
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(cfg.config_hash().encode())
+    digest.update(json.dumps([data.feature_names, data.symbols]).encode())
+    for array in (data.values, data.fit_ends, data.val_ends, data.fit_labels, data.val_labels):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    for array in (data.fit_targets, data.val_targets, data.scaler_mean, data.scaler_std):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def _save_checkpoint(
+    path: Path,
+    fingerprint: str,
+    state: _LoopState,
+    network: CNNLSTM,
+    loss_fn: _MultiTaskLoss,
+    optimiser: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    grad_scaler: torch.amp.GradScaler,
+    generator: torch.Generator,
+) -> None:
+    device = next(network.parameters()).device
+    payload = {
+        "format": _CHECKPOINT_FORMAT,
+        "version": _CHECKPOINT_VERSION,
+        "fingerprint": fingerprint,
+        "epoch": state.epoch,
+        "finished": state.finished,
+        "records": [asdict(r) for r in state.records],
+        "best_loss": state.best_loss,
+        "best_epoch": state.best_epoch,
+        "stale": state.stale,
+        "best_state": state.best_state,
+        "network": network.state_dict(),
+        "loss": loss_fn.state_dict(),
+        "optimiser": optimiser.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "grad_scaler": grad_scaler.state_dict(),
+        "generator": generator.get_state(),
+        "cpu_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
+    _atomic_save(payload, path)
+
+
+def _restore(
+    path: Path,
+    fingerprint: str,
+    device: torch.device,
+    network: CNNLSTM,
+    loss_fn: _MultiTaskLoss,
+    optimiser: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    grad_scaler: torch.amp.GradScaler,
+    generator: torch.Generator,
+) -> _LoopState:
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises pickle, zip and runtime errors alike
+        raise TrainingError(
+            f"cannot read the checkpoint {path}: {exc}; delete it to train from scratch."
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != _CHECKPOINT_FORMAT:
+        raise TrainingError(
+            f"{path} is not a CNN+LSTM training checkpoint; delete it or pick another directory."
+        )
+    if payload.get("version") != _CHECKPOINT_VERSION or payload.get("fingerprint") != fingerprint:
+        raise TrainingError(
+            f"the checkpoint {path} was written for another config or other training data (or by another "
+            "alphaloom version), so resuming from it would not reproduce this run; delete it to train from "
+            "scratch, or pass a fresh checkpoint_dir."
+        )
+    try:
+        network.load_state_dict(payload["network"])
+        loss_fn.load_state_dict(payload["loss"])
+        optimiser.load_state_dict(payload["optimiser"])
+        scheduler.load_state_dict(payload["scheduler"])
+        grad_scaler.load_state_dict(payload["grad_scaler"])
+        generator.set_state(payload["generator"].cpu())
+        torch.set_rng_state(payload["cpu_rng"].cpu())
+        if device.type == "cuda" and payload["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(payload["cuda_rng"].cpu(), device)
+        return _LoopState(
+            epoch=int(payload["epoch"]),
+            finished=bool(payload["finished"]),
+            records=[EpochRecord(**r) for r in payload["records"]],
+            best_loss=float(payload["best_loss"]),
+            best_epoch=int(payload["best_epoch"]),
+            stale=int(payload["stale"]),
+            best_state=payload["best_state"],
+        )
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise TrainingError(
+            f"the checkpoint {path} is incomplete ({exc!r}); delete it to train from scratch."
+        ) from exc
+
+
+def _atomic_save(payload: dict[str, Any], target: Path) -> None:
+    tmp = target.with_name(target.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(target)  # atomic: a crash never leaves a half-written file behind
+
+
+# ------------------------------------------------------------------------------------- scoring helpers
 
 
 def _score(network: CNNLSTM, data: _Windows, cfg: CNNLSTMConfig) -> tuple[Tensor, Tensor]:
@@ -662,6 +951,7 @@ def _classification_metrics(
         "accuracy": float(np.mean(predicted == labels)),
         "balanced_accuracy": float(np.mean(recalls)),
         "log_loss": float(-np.mean(np.log(p_true))),
+        "ece": expected_calibration_error(proba, labels),
         "ic": _pearson(pred_return, realised),
         "rank_ic": _pearson(pd.Series(pred_return).rank().to_numpy(), pd.Series(realised).rank().to_numpy()),
         "n": float(len(labels)),
