@@ -35,7 +35,9 @@ from alphaloom.rl.env import (
     TradingEnvConfig,
     make_vec_env,
 )
+from alphaloom.rl.portfolio_env import PortfolioEnv, PortfolioEnvConfig, VecPortfolioEnv
 from alphaloom.rl.toy import ToyMarket, toy_market
+from alphaloom.rl.vec_env import FastTradingEnv, VecTradingEnv, VecTradingEnvConfig, windows_from_folds
 
 __all__ = [
     "PORTFOLIO_FEATURES",
@@ -50,8 +52,11 @@ __all__ = [
     "EnsembleConfig",
     "EnsembleStep",
     "EnvCheckError",
+    "FastTradingEnv",
     "PPOAgent",
     "PPOConfig",
+    "PortfolioEnv",
+    "PortfolioEnvConfig",
     "ProgressFn",
     "RLEnsemble",
     "RainbowConfig",
@@ -64,7 +69,11 @@ __all__ = [
     "TD3Config",
     "ToyMarket",
     "TradingEnvConfig",
+    "VecPortfolioEnv",
+    "VecTradingEnv",
+    "VecTradingEnvConfig",
     "check_trading_env",
     "make_vec_env",
     "toy_market",
+    "windows_from_folds",
 ]
