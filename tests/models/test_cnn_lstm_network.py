@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from alphaloom.core import DataFormatError
 from alphaloom.models import CNNLSTM, CNNLSTMConfig
-from alphaloom.models.cnn_lstm.network import SameConv1d
+from alphaloom.models.cnn_lstm.network import SameConv1d, _BiLSTMStack
 
 torch.set_num_threads(1)
 
@@ -113,3 +113,19 @@ def test_every_bar_of_the_window_reaches_the_output(stride: int, window: int) ->
     (out.logits.sum() + out.regression.sum()).backward()
     assert x.grad is not None
     assert bool((x.grad.abs().sum(dim=(0, 2)) > 0).all())
+
+
+def test_lstm_layers_after_the_first_have_a_residual_skip() -> None:
+    # A layer with all-zero weights outputs h = sigmoid(0) * tanh(0) = 0, so with the skip the stack's output
+    # is the first layer's output, unchanged.
+    torch.manual_seed(0)
+    stack = _BiLSTMStack(width=6, hidden=5, layers=2, dropout=0.3).eval()
+    with torch.no_grad():
+        for p in stack.layers[1].parameters():
+            p.zero_()
+    x = torch.randn(3, 7, 6)
+    with torch.no_grad():
+        out, final = stack(x)
+        first, _ = stack.layers[0](x)
+    torch.testing.assert_close(out, first, rtol=0, atol=0)
+    assert final.shape == (3, 10)

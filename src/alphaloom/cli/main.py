@@ -24,8 +24,10 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Ingest, list and validate market data.", no_args_is_help=True)
 train_app = typer.Typer(help="Train the CNN+LSTM forecaster and the RL agents.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Compare models out of sample.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
+app.add_typer(evaluate_app, name="evaluate")
 
 out = Console()
 
@@ -297,6 +299,67 @@ def train_cnn_lstm(
     with progress.running():
         info = stages.train_forecaster(ws, cfg, progress)
     out.print(stages.metrics_table(info["metrics"], "CNN+LSTM out-of-sample forecast metrics"))
+    from alphaloom.jobs import evaluate
+
+    comparison = evaluate.stored_comparison(ws)
+    if comparison is not None:
+        out.print(
+            evaluate.comparison_table(
+                comparison, "Stored comparison with the baselines (last `evaluate forecasters`)"
+            )
+        )
+
+
+@evaluate_app.command("forecasters")
+def evaluate_forecasters(
+    data_dir: DataDir = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="2 symbols, 700 bars, 2 folds, a tiny CNN (seconds).")
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="A TOML or YAML file of evaluation settings.", show_default=False),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="A shipped data set: stocks, forex, crypto (or a sample set name). Default: the store.",
+            show_default=False,
+        ),
+    ] = None,
+    input_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--input", help="A bar file (CSV, CSV.gz, Parquet) with a symbol column.", show_default=False
+        ),
+    ] = None,
+    folds: Annotated[
+        int | None, typer.Option("--folds", help="Walk-forward folds [default: 5].", show_default=False)
+    ] = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option("--seeds", help="Number of seeds (0 .. N-1) [default: 1].", show_default=False),
+    ] = None,
+    symbols: Symbols = None,
+) -> None:
+    """Compare the CNN+LSTM with persistence, logistic regression and LightGBM on purged walk-forward folds;
+    print the table and write reports/forecasters.html."""
+    from alphaloom.jobs import evaluate
+
+    ws = _workspace(data_dir)
+    sym_list = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
+    cfg = evaluate.load_evaluation_config(
+        config_file=config, quick=quick, folds=folds, seeds=seeds, symbols=sym_list
+    )
+    progress = _progress()
+    with progress.running():
+        run = evaluate.run_evaluation(ws, cfg, dataset=dataset, input_path=input_file, progress=progress)
+    out.print(evaluate.comparison_table(run.table))
+    out.print(
+        f"{len(run.symbols)} symbols from {run.source}, {cfg.walk_forward.n_folds} folds x "
+        f"{len(cfg.seeds)} seed(s) in {run.info['seconds']:.0f}s; report: {run.report_path}"
+    )
 
 
 @train_app.command("rl")

@@ -707,6 +707,7 @@ def build_report(ws: Workspace, config: RunConfig | None = None) -> Path:
     with ws.require_store() as store:
         for title, name in (
             ("CNN+LSTM out-of-sample forecast metrics", "forecast_metrics"),
+            ("Forecasters compared on purged walk-forward folds", "forecaster_comparison"),
             ("Data validation issues", ISSUES_TABLE),
         ):
             if store.has_frame(name):
