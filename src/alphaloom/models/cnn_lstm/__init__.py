@@ -5,10 +5,19 @@ Fit :class:`CNNLSTMForecaster` on ``{symbol: frame}`` training segments (UTC-ind
 forward log return and an embedding at every bar with a full window of finite features. For walk-forward
 folds, ``fit(frames, rows=...)`` trains only on a fold's training rows and ``predict(frame, rows=...)``
 forecasts its test rows; :func:`build_training_set` shows exactly which windows and labels a fit reads.
+:mod:`~alphaloom.models.cnn_lstm.export` exports to TorchScript and ONNX, quantises to int8 and serves
+batched inference through :class:`Predictor`.
 """
 
 from alphaloom.models.cnn_lstm.config import CNNLSTMConfig
 from alphaloom.models.cnn_lstm.dataset import CLASS_NAMES, TrainingSet, as_frames, build_training_set
+from alphaloom.models.cnn_lstm.export import (
+    Predictor,
+    export_onnx,
+    export_torchscript,
+    quantization_report,
+    quantize_dynamic,
+)
 from alphaloom.models.cnn_lstm.forecaster import (
     CNNLSTMForecaster,
     EpochRecord,
@@ -26,11 +35,16 @@ __all__ = [
     "CNNLSTMForecaster",
     "CNNLSTMOutput",
     "EpochRecord",
+    "Predictor",
     "ProgressCallback",
     "TrainingHistory",
     "TrainingSet",
     "as_frames",
     "build_training_set",
     "expected_calibration_error",
+    "export_onnx",
+    "export_torchscript",
     "make_toy_frames",
+    "quantization_report",
+    "quantize_dynamic",
 ]
