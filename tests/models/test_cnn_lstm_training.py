@@ -432,3 +432,19 @@ def test_temperature_scaling_calibrates_held_out_forecasts_on_real_data() -> Non
     assert calibrated["n"] > 8000
     assert calibrated["log_loss"] < raw["log_loss"]
     assert calibrated["ece"] < raw["ece"]
+
+
+@pytest.mark.parametrize("total_steps", list(range(1, 14)))
+def test_learning_rate_schedule_works_for_any_number_of_steps(total_steps: int) -> None:
+    # A short walk-forward fold can leave only a few optimiser steps; OneCycleLR divides by zero at 4.
+    from alphaloom.models.cnn_lstm.forecaster import _lr_schedule
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimiser = torch.optim.AdamW([param], lr=1e-3)
+    schedule = _lr_schedule(optimiser, 1e-3, total_steps)
+    rates = []
+    for _ in range(total_steps):
+        optimiser.step()
+        schedule.step()
+        rates.append(optimiser.param_groups[0]["lr"])
+    assert all(0.0 < r <= 1e-3 for r in rates[:-1])

@@ -652,6 +652,24 @@ def _on_device(data: TrainingSet, device: torch.device) -> tuple[_Windows, _Wind
     )
 
 
+_MIN_ONE_CYCLE_STEPS = 10
+
+
+def _lr_schedule(
+    optimiser: torch.optim.Optimizer, max_lr: float, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """One-cycle schedule, or a constant rate for runs too short to have a warm-up phase.
+
+    OneCycleLR divides by the length of its warm-up (``0.25 * total_steps - 1`` steps), which is zero for 4
+    steps and meaningless below about 10; tiny fits (a short walk-forward fold) keep ``max_lr`` instead.
+    """
+    if total_steps >= _MIN_ONE_CYCLE_STEPS:
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimiser, max_lr=max_lr, total_steps=total_steps, pct_start=0.25
+        )
+    return torch.optim.lr_scheduler.LambdaLR(optimiser, lambda _: 1.0)
+
+
 def _train(
     cfg: CNNLSTMConfig,
     data: TrainingSet,
@@ -671,9 +689,7 @@ def _train(
     optimiser = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused)
     n_fit = len(fit.ends)
     steps_per_epoch = n_fit // cfg.batch_size  # drop the ragged last batch; shuffling rotates who is left out
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=cfg.learning_rate, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.25
-    )
+    scheduler = _lr_schedule(optimiser, cfg.learning_rate, cfg.epochs * steps_per_epoch)
     amp = _uses_amp(cfg, device)
     # Float16 autocast on CUDA; the scaler keeps small float16 gradients from flushing to zero, and skips a
     # step whose gradients overflowed. Disabled (a pass-through) on the CPU.
