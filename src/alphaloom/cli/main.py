@@ -362,6 +362,55 @@ def evaluate_forecasters(
     )
 
 
+@evaluate_app.command("agents")
+def evaluate_agents(
+    data_dir: DataDir = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="1 symbol, 1 fold, 2 seeds, tiny training budgets (seconds).")
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="A TOML or YAML file of agent-evaluation settings.", show_default=False
+        ),
+    ] = None,
+    folds: Annotated[
+        int | None, typer.Option("--folds", help="Walk-forward folds [default: 3].", show_default=False)
+    ] = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option("--seeds", help="Number of seeds (0 .. N-1) [default: 3].", show_default=False),
+    ] = None,
+) -> None:
+    """Compare the RL agents, the ensembles, buy-and-hold and the CNN+LSTM-only rule on walk-forward folds,
+    after costs; print mean and spread across seeds (needs `features` and `train cnn-lstm` first)."""
+    from alphaloom.core.config import read_config_file
+    from alphaloom.core.exceptions import ConfigError
+    from alphaloom.jobs import evaluate_agents as ea
+
+    ws = _workspace(data_dir)
+    cfg = ea.AgentEvaluationConfig.quick() if quick else ea.AgentEvaluationConfig()
+    if config is not None:
+        merged = {**cfg.model_dump(), **read_config_file(config)}
+        cfg = ea.AgentEvaluationConfig.from_dict(merged, source=str(config))
+    if folds is not None and folds < 1:
+        raise ConfigError(f"--folds must be at least 1, got {folds}.")
+    if seeds is not None and seeds < 1:
+        raise ConfigError(f"--seeds is the number of seeds and must be at least 1, got {seeds}.")
+    if folds is not None:
+        cfg = cfg.replace(n_folds=folds)
+    if seeds is not None:
+        cfg = cfg.replace(seeds=tuple(range(seeds)))
+    progress = _progress()
+    with progress.running():
+        result = ea.evaluate_agents(ws, cfg, progress=progress)
+    out.print(ea.agent_comparison_table(result.table))
+    out.print(
+        f"{cfg.n_folds} fold(s) x {len(cfg.seeds)} seed(s) in {result.seconds:.0f}s; "
+        f"stored as table {ea.AGENT_COMPARISON_TABLE!r}"
+    )
+
+
 @train_app.command("rl")
 def train_rl(
     data_dir: DataDir = None, quick: Quick = False, seed: Seed = None, config: ConfigFile = None
