@@ -79,3 +79,20 @@ def _closes(ws: Workspace, symbol: str, ts: pd.DatetimeIndex) -> np.ndarray:
     with ws.require_store() as store:
         bars = store.read_bars([symbol])
     return bars.set_index("ts")["close"].reindex(ts).to_numpy()
+
+
+def test_training_logs_collapse_diagnostics_per_agent(quick_runs) -> None:
+    ws, _, _ = quick_runs
+    rows = ws.manifest()["train_rl"]["agents"]
+    assert [r["agent"] for r in rows] == ["ppo", "sac", "td3", "rainbow"]
+    for row in rows:
+        assert 0.0 <= row["action_entropy"] <= 1.0
+        assert 0.0 <= row["time_in_market"] <= 1.0
+        assert row["turnover"] >= 0.0
+        flags = row["collapse_flags"]
+        assert flags == "-" or set(flags.split(", ")) <= {
+            "never_trades",
+            "always_flat",
+            "buy_and_hold",
+            "constant_action",
+        }

@@ -535,11 +535,36 @@ def train_agents(ws: Workspace, config: RunConfig, progress: StageProgress | Non
                 "timesteps": budget,
                 "seconds": round(secs, 2),
                 "steps_per_s": round(budget / secs, 1),
+                **_collapse_summary(agent, segs, config),
             }
         )
     info = {"agents": rows, "observation_columns": observations[0].columns, "n_symbols": len(segs)}
     ws.record("train_rl", info)
     return info
+
+
+def _collapse_summary(agent, segs, config: RunConfig) -> dict:
+    """Action entropy, turnover, time in market and collapse flags of a trained agent on its training bars.
+
+    The deterministic policy is rolled out over each symbol's agent segment; the measures are averaged over
+    symbols and the flags (never trades, always flat, buy-and-hold, constant action) are the union.
+    """
+    from alphaloom.rl import SingleAssetTradingEnv
+    from alphaloom.rl.diagnostics import collapse_report
+
+    env_cfg = _env_config(config, episode_len=None)
+    reports = []
+    for obs, opens, closes, _ in segs:
+        env = SingleAssetTradingEnv(obs, opens, closes, env_cfg)
+        roll = env.rollout(lambda x, a=agent: a.predict(x, deterministic=True))
+        reports.append(collapse_report(roll.weights, roll.targets))
+    flags = sorted({flag for r in reports for flag in r.flags})
+    return {
+        "action_entropy": round(float(np.nanmean([r.entropy for r in reports])), 4),
+        "turnover": round(float(np.mean([r.turnover for r in reports])), 5),
+        "time_in_market": round(float(np.mean([r.time_in_market for r in reports])), 4),
+        "collapse_flags": ", ".join(flags) if flags else "-",
+    }
 
 
 def _load_agents(ws: Workspace):
