@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import functools
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -1149,7 +1150,7 @@ class BarContext:
         )
 
 
-class Strategy:
+class Strategy(ABC):
     """Base class of Python strategies: implement :meth:`on_bar`; the engine owns the loop.
 
     At the close of every bar the engine calls ``on_bar(ctx)`` with a :class:`BarContext` holding bars up
@@ -1159,9 +1160,9 @@ class Strategy:
 
     _broker: _Broker | None = None
 
+    @abstractmethod
     def on_bar(self, ctx: BarContext) -> None:
         """Decide at the close of bar ``ctx.t``; place orders with :meth:`buy`, :meth:`sell` and the rest."""
-        raise NotImplementedError(f"{type(self).__name__} must implement on_bar(self, ctx).")
 
     def _book(self) -> _Broker:
         if self._broker is None:

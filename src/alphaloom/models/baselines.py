@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated, Any, Literal, Self
 
@@ -170,7 +171,7 @@ def _thread_limit(n_threads: int) -> Iterator[None]:
         yield
 
 
-class BaselineForecaster:
+class BaselineForecaster(ABC):
     """Base of the baselines: validates frames, builds labels and the flat threshold, formats predictions.
 
     Subclasses take their config as the single constructor argument and fill the hooks ``_usable_rows``,
@@ -348,17 +349,21 @@ class BaselineForecaster:
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(frames) first.")
 
     # ---------------------------------------------------------------------------------------------- hooks
+    @abstractmethod
     def _usable_rows(self, values: np.ndarray, close: np.ndarray | None) -> np.ndarray:
-        raise NotImplementedError
+        """Bars at which a forecast can be made, boolean of shape ``(n_bars,)``."""
 
+    @abstractmethod
     def _inputs(self, values: np.ndarray, close: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Model inputs for ``rows``, shape ``(len(rows), n_inputs)``."""
 
+    @abstractmethod
     def _fit_inputs(self, x: np.ndarray, labels: np.ndarray, returns: np.ndarray) -> None:
-        raise NotImplementedError
+        """Fit the model on inputs, class labels and forward returns."""
 
+    @abstractmethod
     def _predict_inputs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """Class probabilities ``(n, 3)`` and forward returns ``(n,)`` for inputs."""
 
 
 class PersistenceForecaster(BaselineForecaster):
