@@ -168,6 +168,19 @@ def _as_obs(values: Any) -> np.ndarray:
     return arr
 
 
+def episode_span(n_bars: int, episode_len: int | None, rng: np.random.Generator) -> tuple[int, int]:
+    """First bar and last decision bar of a new episode over ``n_bars`` bars.
+
+    The whole series when ``episode_len`` is ``None`` or covers it; otherwise a start drawn uniformly from
+    ``rng`` (one draw, so every environment built on it replays the same episodes for the same seed).
+    """
+    last = n_bars - 1
+    if episode_len is None or episode_len >= last:
+        return 0, (last if episode_len is None else min(last, episode_len))
+    start = int(rng.integers(0, last - episode_len + 1))
+    return start, start + episode_len
+
+
 class SingleAssetTradingEnv(gym.Env[np.ndarray, np.ndarray]):
     """Trade one asset from a precomputed observation matrix; see the module docstring for the timeline.
 
@@ -257,14 +270,7 @@ class SingleAssetTradingEnv(gym.Env[np.ndarray, np.ndarray]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        last = self.n_bars - 1
-        episode_len = self.config.episode_len
-        if episode_len is None or episode_len >= last:
-            start = 0
-            self._end = last if episode_len is None else min(last, episode_len)
-        else:
-            start = int(self.np_random.integers(0, last - episode_len + 1))
-            self._end = start + episode_len
+        start, self._end = episode_span(self.n_bars, self.config.episode_len, self.np_random)
         self._bar = start
         self._state = AccountState(cash=self.config.initial_cash, units=0.0)
         self._equity = self.config.initial_cash

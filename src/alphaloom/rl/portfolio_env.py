@@ -39,6 +39,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepR
 from alphaloom.backtest.costs import CostModel, clip_units_nb, commission_nb, fill_price_nb
 from alphaloom.core.config import ComponentConfig
 from alphaloom.core.exceptions import AlphaloomError, DataFormatError
+from alphaloom.rl.env import episode_span
 from alphaloom.rl.vec_env import (
     _BAR,
     _CASH,
@@ -523,13 +524,7 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        last = self.n_bars - 1
-        episode_len = self.config.episode_len
-        if episode_len is None or episode_len >= last:
-            start, end = 0, (last if episode_len is None else min(last, episode_len))
-        else:
-            start = int(self.np_random.integers(0, last - episode_len + 1))
-            end = start + episode_len
+        start, end = episode_span(self.n_bars, self.config.episode_len, self.np_random)
         vec = self._vec
         vec._queue = np.array([[0, start, end]], dtype=np.int64)
         vec._qpos[0] = 0
