@@ -256,3 +256,19 @@ def test_side_inputs_with_the_wrong_length_are_refused() -> None:
     engineer = FeatureEngineer()
     with pytest.raises(DataFormatError, match=r"side input 'x'.*align it"):
         engineer.inputs(daily_bars()["AAPL"], FeatureContext(extras={"x": np.zeros(3)}))
+
+
+@pytest.mark.parametrize(
+    ("zone", "start"), [("America/New_York", "09:30"), ("UTC", "00:00"), ("Asia/Tokyo", "17:00")]
+)
+def test_streamed_session_ids_equal_the_batch_ones_across_dst(zone: str, start: str) -> None:
+    from alphaloom.features import indicators as ind
+    from alphaloom.features.transformers import _SessionIds
+
+    # Every 7 minutes through both 2024 New York DST switches, plus odd nanosecond stamps.
+    spans = [pd.date_range("2024-03-08", "2024-03-12", freq="7min", tz="UTC")]
+    spans.append(pd.date_range("2024-10-31", "2024-11-05", freq="7min", tz="UTC"))
+    ts = spans[0].append(spans[1]) + pd.Timedelta(nanoseconds=123_456_789)
+    batch = ind.session_ids(ts, timezone=zone, session_start=start)
+    stream = _SessionIds(zone, start)
+    np.testing.assert_array_equal([stream.of(int(t)) for t in ts.asi8], batch)
