@@ -346,3 +346,29 @@ def test_nan_policy_recursions_stay_poisoned_windows_recover(px: pd.DataFrame) -
     inf_close[100] = np.inf
     assert np.isnan(ind.sma(inf_close, 10)[100:110]).all()  # infinities count as missing in a window
     assert not np.isnan(ind.sma(inf_close, 10)[110:]).any()
+
+
+@pytest.mark.parametrize(("sample", "symbol"), [("us_equities_daily", "BNO"), ("crypto_daily", "BTCUSD")])
+def test_rolling_volatilities_never_turn_nan_from_rounding(sample: str, symbol: str) -> None:
+    # On these real series the rolling sum of squared returns ends a hair below zero (about -1e-19) after a
+    # large return leaves a 5-bar window; the square root of that must be 0, not NaN, in batch and stream.
+    from alphaloom.data.sample import load_sample
+    from alphaloom.features import FeatureConfig, FeatureEngineer
+
+    bars = load_sample(sample)
+    bars = bars[bars["symbol"] == symbol].reset_index(drop=True)
+    with np.errstate(invalid="raise"):
+        rv = ind.realised_volatility(bars["close"], 5)
+        pk = ind.parkinson_volatility(bars["high"], bars["low"], 5)
+    assert np.isfinite(rv[5:]).all()
+    assert np.isfinite(pk[4:]).all()
+    assert (rv[5:] >= 0).all()
+    config = FeatureConfig.from_dict(
+        {"groups": ["volatility"], "volatility": {"range_vol_window": 5, "realised_vol_window": 5}}
+    )
+    engineer = FeatureEngineer(config).fit(bars)
+    batch = engineer.transform(bars).to_numpy()
+    stream = engineer.stream()
+    streamed = np.vstack([stream.update(r) for r in bars.to_dict("records")])
+    np.testing.assert_allclose(streamed, batch, rtol=1e-7, atol=1e-9)
+    assert np.isfinite(batch[21:]).all()  # the longest warm-up here is the 20-bar volatility ratio

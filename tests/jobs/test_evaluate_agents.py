@@ -70,3 +70,33 @@ def test_runs_are_out_of_sample_and_the_table_is_stored(evaluated) -> None:
     assert list(stored["strategy"]) == list(STRATEGIES)
     assert "evaluate_agents" in ws.manifest()
     assert agent_comparison_table(result.table).row_count == len(STRATEGIES)
+
+
+def test_train_rl_with_several_seeds_keeps_the_best_on_forward_validation(evaluated) -> None:
+    from alphaloom.jobs.config import RLBudget
+    from alphaloom.rl.agents import Agent
+
+    ws, _ = evaluated
+    config = RunConfig.quick().replace(rl_seeds=3, rl_budget=RLBudget(ppo=128, sac=128, td3=128, rainbow=128))
+    info = stages.train_agents(ws, config)
+    assert info["seeds"] == [config.seed, config.seed + 1, config.seed + 2]
+    for row in info["agents"]:
+        by_seed = row["val_sharpe_by_seed"]
+        assert len(by_seed) == 3
+        assert np.isfinite(by_seed).all()
+        assert row["val_sharpe_best"] == max(by_seed)
+        assert row["seed"] == config.seed + by_seed.index(max(by_seed))
+        assert row["val_sharpe_mean"] == pytest.approx(np.mean(by_seed), abs=1e-3)
+        assert row["val_sharpe_std"] == pytest.approx(np.std(by_seed, ddof=1), abs=1e-3)
+        saved = Agent.load(ws.models_dir / "rl" / row["agent"])
+        assert saved.config.seed == row["seed"]
+    assert ws.manifest()["train_rl"]["seeds"] == info["seeds"]
+
+
+def test_train_rl_refuses_a_validation_tail_too_short_to_choose_seeds(evaluated) -> None:
+    from alphaloom.core.exceptions import EmptyRangeError
+
+    ws, _ = evaluated
+    config = RunConfig.quick().replace(rl_seeds=2, rl_validation_fraction=0.06)
+    with pytest.raises(EmptyRangeError, match="rl_seeds = 1"):
+        stages.train_agents(ws, config)

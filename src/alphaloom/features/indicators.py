@@ -984,7 +984,7 @@ def parkinson_volatility(high: npt.ArrayLike, low: npt.ArrayLike, n: int = 20) -
     """
     high, low = _series(high, "high"), _series(low, "low")
     _same_length(("high", high), ("low", low))
-    return np.sqrt(sma(np.log(high / low) ** 2, n) / _PARKINSON_DENOM)
+    return np.sqrt(np.maximum(sma(np.log(high / low) ** 2, n), 0.0) / _PARKINSON_DENOM)
 
 
 def realised_volatility(close: npt.ArrayLike, n: int = 20) -> FloatArray:
@@ -1002,7 +1002,8 @@ def realised_volatility(close: npt.ArrayLike, n: int = 20) -> FloatArray:
     numpy.ndarray
         Shape ``(n_bars,)``, per-bar volatility in log units; defined from index ``n``.
     """
-    return np.sqrt(sma(log_return(close, 1) ** 2, _window(n)))
+    # a rolling sum of squares can end a hair below zero after a large value leaves the window
+    return np.sqrt(np.maximum(sma(log_return(close, 1) ** 2, _window(n)), 0.0))
 
 
 def volatility_ratio(close: npt.ArrayLike, short: int = 5, long: int = 20) -> FloatArray:

@@ -352,12 +352,13 @@ class _VolatilityStream(StreamState):
         atr = self.atr.push(tr) / c
         hl = math.log(h / lo)
         gk = math.sqrt(max(self.gk.push(0.5 * hl * hl - _GK_CLOSE_COEF * math.log(c / o) ** 2), 0.0))
-        parkinson = math.sqrt(self.parkinson.push(hl * hl) / _PARKINSON_DENOM)
+        parkinson = math.sqrt(max(self.parkinson.push(hl * hl), 0.0) / _PARKINSON_DENOM)
         rs_term = math.log(h / c) * math.log(h / o) + math.log(lo / c) * math.log(lo / o)
         rs = math.sqrt(max(self.rs.push(rs_term), 0.0))
         r2 = (math.log(c) - math.log(prev)) ** 2 if not math.isnan(prev) else NAN
-        realised = math.sqrt(self.realised.push(r2))
-        short, long = math.sqrt(self.short.push(r2)), math.sqrt(self.long.push(r2))
+        realised = math.sqrt(max(self.realised.push(r2), 0.0))
+        short = math.sqrt(max(self.short.push(r2), 0.0))
+        long = math.sqrt(max(self.long.push(r2), 0.0))
         ratio = NAN if math.isnan(long) or math.isnan(short) else (1.0 if long == 0.0 else short / long)
         self.prev_close = c
         return [atr, gk, parkinson, rs, realised, ratio]

@@ -63,6 +63,7 @@ from alphaloom.backtest.engine import BacktestResult, buy_and_hold, periods_per_
 from alphaloom.backtest.walkforward import WalkForwardConfig, walk_forward_splits
 from alphaloom.core.config import ComponentConfig, read_config_file
 from alphaloom.core.exceptions import ConfigError, DataFormatError, EmptyRangeError, ModelError, did_you_mean
+from alphaloom.distributed import Executor
 from alphaloom.features.pipeline import FeatureConfig
 from alphaloom.jobs.progress import NullProgress, StageProgress
 from alphaloom.jobs.workspace import Workspace
@@ -512,6 +513,36 @@ def _dm(reference: pd.DataFrame, other: pd.DataFrame, column: str, horizon: int)
     return test.statistic, test.p_value
 
 
+@dataclass(frozen=True)
+class _FitJob:
+    fold: int
+    name: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class _FitInputs:
+    # What every fit reads; an executor ships it once (Ray's object store), not once per fit.
+    folds: list[_Fold]
+    symbols: dict[str, _Symbol]
+    models: dict[str, ForecasterFactory]
+    features: list[str]
+
+
+def _fit_predict(
+    job: _FitJob, inputs: _FitInputs, on_epoch: Callable[..., None] | None = None
+) -> tuple[np.ndarray, float]:
+    # One model, fold and seed: fit on the fold's training segments, forecast its test rows.
+    fold = inputs.folds[job.fold]
+    model = inputs.models[job.name](fold.context._replace(seed=job.seed))
+    t0 = time.perf_counter()
+    fitted = model.fit(fold.train, feature_columns=inputs.features, progress=on_epoch)
+    if fitted is None:
+        raise ModelError(f"model {job.name!r}: fit() returned None; it must return self.")
+    seconds = time.perf_counter() - t0
+    return _predict_fold(fitted, job.name, fold, inputs.symbols), seconds
+
+
 def evaluate_forecasters(
     frames: Mapping[str, pd.DataFrame],
     models: Mapping[str, ForecasterFactory],
@@ -525,6 +556,7 @@ def evaluate_forecasters(
     periods_per_year: float = 252,
     initial_cash: float = 100_000.0,
     progress: StageProgress | None = None,
+    executor: Executor | None = None,
 ) -> ComparisonResult:
     """Fit and score every model on the same purged walk-forward folds; see the module docstring.
 
@@ -553,6 +585,11 @@ def evaluate_forecasters(
         Starting equity of each symbol's account.
     progress
         Progress display; one step per fit.
+    executor
+        Where the fits (folds x models x seeds) run, e.g. a Ray executor from
+        :func:`alphaloom.distributed.open_executor`; ``None`` fits them one after the other here. The
+        results do not depend on it (every fit is seeded and single-threaded); only ``fit_s`` and
+        ``seconds`` do.
 
     Returns
     -------
@@ -605,8 +642,28 @@ def evaluate_forecasters(
         names.remove(reference)
         names.insert(0, reference)
 
-    task = progress.task("evaluate forecasters", total=len(folds) * len(names) * len(seeds))
-    done = 0
+    jobs = [_FitJob(fold.k, name, seed) for fold in folds for name in names for seed in seeds]
+    inputs = _FitInputs(folds, symbols, dict(models), features)
+    task = progress.task("evaluate forecasters", total=len(jobs))
+    if executor is None or executor.backend == "serial":
+        outputs = []
+        for done, job in enumerate(jobs):
+            note = f"{job.name} seed {job.seed} fold {job.fold + 1}/{len(folds)}"
+            task.update(done, note=note)
+
+            def on_epoch(
+                epoch: int, n_epochs: int, metrics: dict, note: str = note, done: int = done
+            ) -> None:
+                if n_epochs > 1:
+                    task.update(done, note=f"{note}: epoch {epoch}/{n_epochs}")
+
+            outputs.append(_fit_predict(job, inputs, on_epoch))
+            task.advance()
+    else:
+        task.update(0, note=f"{len(jobs)} fits on {executor.backend} ({executor.n_workers} workers)")
+        outputs = executor.map(_fit_predict, jobs, shared=inputs, on_result=lambda i, r: task.advance())
+    fits = dict(zip(((j.fold, j.name, j.seed) for j in jobs), outputs, strict=True))
+
     fold_rows, oos_parts, split_rows = [], [], []
     fit_seconds = dict.fromkeys(names, 0.0)
     for fold in folds:
@@ -614,26 +671,8 @@ def evaluate_forecasters(
         seconds: dict[tuple[str, int], float] = {}
         for name in names:
             for seed in seeds:
-                context = fold.context._replace(seed=seed)
-                note = f"{name} seed {seed} fold {fold.k + 1}/{len(folds)}"
-                task.update(done, note=note)
-
-                def on_epoch(
-                    epoch: int, n_epochs: int, metrics: dict, note: str = note, done: int = done
-                ) -> None:
-                    if n_epochs > 1:
-                        task.update(done, note=f"{note}: epoch {epoch}/{n_epochs}")
-
-                model = models[name](context)
-                t0 = time.perf_counter()
-                fitted = model.fit(fold.train, feature_columns=features, progress=on_epoch)
-                if fitted is None:
-                    raise ModelError(f"model {name!r}: fit() returned None; it must return self.")
-                seconds[name, seed] = time.perf_counter() - t0
+                preds[name, seed], seconds[name, seed] = fits[fold.k, name, seed]
                 fit_seconds[name] += seconds[name, seed]
-                preds[name, seed] = _predict_fold(fitted, name, fold, symbols)
-                done += 1
-                task.advance()
         common = np.logical_and.reduce([np.isfinite(p).all(axis=1) for p in preds.values()])
         index = fold.index[common].reset_index(drop=True)
         labels, realised = index["label"].to_numpy(), index["realised"].to_numpy()
@@ -914,6 +953,7 @@ def run_evaluation(
     dataset: str | None = None,
     input_path: Path | None = None,
     progress: StageProgress | None = None,
+    executor: Executor | None = None,
 ) -> EvaluationRun:
     """Load the data, compute features, compare the models, store the tables and write the report.
 
@@ -931,6 +971,8 @@ def run_evaluation(
         With neither, the run's bars are read from the workspace store.
     progress
         Progress display.
+    executor
+        Where the fits run (serial here by default); see :func:`evaluate_forecasters`.
     """
     progress = progress or NullProgress()
     t0 = time.perf_counter()
@@ -949,6 +991,7 @@ def run_evaluation(
         periods_per_year=market.periods_per_year,
         initial_cash=config.initial_cash,
         progress=progress,
+        executor=executor,
     )
     symbols = list(frames)
     with ws.open_store() as store:
@@ -968,6 +1011,7 @@ def run_evaluation(
         "periods_per_year": market.periods_per_year,
         "config_hash": config.config_hash(),
         "seconds": round(time.perf_counter() - t0, 2),
+        "executor": executor.info() if executor is not None else {"backend": "serial", "workers": 1},
         "report": str(report),
         "table": result.table.to_dict(orient="records"),
         "splits": result.splits.astype({"test_start": str, "test_end": str}).to_dict(orient="records"),

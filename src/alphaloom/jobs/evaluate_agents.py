@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -26,7 +26,8 @@ from rich.table import Table
 
 from alphaloom.backtest.walkforward import WalkForwardConfig, walk_forward_splits
 from alphaloom.core.config import ComponentConfig
-from alphaloom.core.exceptions import DataNotFoundError, EmptyRangeError
+from alphaloom.core.exceptions import ConfigError, DataNotFoundError, EmptyRangeError
+from alphaloom.distributed import Executor
 from alphaloom.jobs import stages
 from alphaloom.jobs.config import RLBudget, RunConfig
 from alphaloom.jobs.progress import NullProgress, StageProgress
@@ -115,7 +116,7 @@ class _Region(NamedTuple):
 def _regions(ws: Workspace, run: RunConfig, notes: list[str]) -> list[_Region]:
     from alphaloom.backtest.engine import periods_per_year_for
 
-    data = stages._symbol_data(ws, run)
+    data = stages.symbol_data(ws, run)
     with ws.require_store() as store:
         forecasts = (
             store.read_frame(stages.FORECASTS_TABLE, list(run.symbols))
@@ -130,7 +131,7 @@ def _regions(ws: Workspace, run: RunConfig, notes: list[str]) -> list[_Region]:
     out = []
     for d in data:
         fc = forecasts[forecasts["symbol"] == d.symbol].set_index("ts")
-        fc = fc.reindex(columns=list(stages._FORECAST_COLUMNS)).reindex(d.ts)
+        fc = fc.reindex(columns=list(stages.FORECAST_COLUMNS)).reindex(d.ts)
         raw = pd.concat([fc, d.features], axis=1).to_numpy(dtype=np.float64)
         has_forecasts = bool(np.isfinite(fc[["p_up", "p_down"]].to_numpy()[d.segments.agent]).any())
         if not has_forecasts:
@@ -173,11 +174,99 @@ def _run_row(result, targets: np.ndarray, actions: np.ndarray, **keys: Any) -> d
     }
 
 
+class _AgentInputs(NamedTuple):
+    # What every (fold, seed) run reads; an executor ships it once (Ray's object store).
+    regions: list[_Region]
+    folds: dict[str, list[Any]]
+    obs: list[dict[str, np.ndarray]]  # per fold: observations standardised on its training bars
+    config: AgentEvaluationConfig
+    run: RunConfig
+
+
+def _fold_seed_rows(
+    unit: tuple[int, int], inputs: _AgentInputs, advance: Callable[[], None] | None = None
+) -> list[dict[str, Any]]:
+    # One fold and seed: train the agents on the fold's training bars, trade its test window.
+    from alphaloom.backtest.engine import buy_and_hold, run_backtest
+    from alphaloom.rl import EnsembleConfig, RLEnsemble, SingleAssetTradingEnv, make_vec_env
+
+    k, seed = unit
+    regions, folds, obs, config, run = inputs.regions, inputs.folds, inputs.obs[k], inputs.config, inputs.run
+    advance = advance or (lambda: None)
+    train = [(obs[r.symbol], r, folds[r.symbol][k].train_idx) for r in regions]
+    shortest = min(len(idx) for _, _, idx in train)
+    train_cfg = stages.env_config(run, episode_len=min(config.episode_len, shortest - 1))
+    test_cfg = stages.env_config(run, episode_len=None)
+    rows: list[dict[str, Any]] = []
+    agents = []
+    for name in stages.AGENT_NAMES:
+        vec = make_vec_env(
+            [o[idx] for o, _, idx in train],
+            [r.bars["open"].to_numpy(dtype=np.float64)[idx] for _, r, idx in train],
+            [r.bars["close"].to_numpy(dtype=np.float64)[idx] for _, r, idx in train],
+            train_cfg,
+            seed=seed,
+        )
+        agent = stages.make_agent(name, seed)
+        agent.train(vec, getattr(config.budget, name))
+        vec.close()
+        agents.append(agent)
+        advance()
+    for r in regions:
+        idx = folds[r.symbol][k].test_idx
+        bars = r.bars.iloc[idx].reset_index(drop=True)
+        env = SingleAssetTradingEnv(
+            obs[r.symbol][idx],
+            bars["open"].to_numpy(dtype=np.float64),
+            bars["close"].to_numpy(dtype=np.float64),
+            test_cfg,
+        )
+        common = {
+            "costs": run.costs,
+            "initial_cash": run.initial_cash,
+            "periods_per_year": r.periods_per_year,
+        }
+        keys = {"fold": k, "seed": seed, "symbol": r.symbol}
+        hold = buy_and_hold(bars, **common)
+        rows.append(_run_row(hold, hold.targets, hold.targets, strategy="buy_and_hold", **keys))
+        common["min_trade_weight"] = stages.MIN_TRADE_WEIGHT
+        if r.has_forecasts:
+            p = r.raw[idx]
+            rule = np.sign(p[:, 2] - p[:, 0])  # columns: p_down, p_flat, p_up, pred_return
+            res = run_backtest(bars, rule, name="cnn_lstm_rule", **common)
+            rows.append(_run_row(res, rule, rule, strategy="cnn_lstm_rule", **keys))
+        for agent in agents:
+            roll = env.rollout(lambda x, a=agent: a.predict(x, deterministic=True))
+            res = run_backtest(bars, roll.targets, name=agent.name, **common)
+            actions = roll.targets[roll.decision_bars]
+            rows.append(_run_row(res, roll.targets, actions, strategy=agent.name, **keys))
+        for method in config.methods:
+            ensemble = RLEnsemble(
+                agents,
+                EnsembleConfig(
+                    method=method,
+                    window=run.ensemble_window,
+                    confidence_threshold=run.ensemble_confidence,
+                    seed=seed,
+                ),
+            )
+            roll = stages.ensemble_rollout(env, ensemble, r.symbol, pd.DatetimeIndex(bars["ts"]))
+            name = f"ensemble_{method}"
+            res = run_backtest(bars, roll.targets, name=name, **common)
+            actions = roll.targets[roll.decision_bars]
+            rows.append(_run_row(res, roll.targets, actions, strategy=name, **keys))
+        advance()
+    return rows
+
+
 def evaluate_agents(
     ws: Workspace,
     config: AgentEvaluationConfig,
     run: RunConfig | None = None,
     progress: StageProgress | None = None,
+    *,
+    tag: str | None = None,
+    executor: Executor | None = None,
 ) -> AgentEvaluation:
     """Train and compare the agents, ensembles and rules on walk-forward folds; store and return the table.
 
@@ -192,11 +281,17 @@ def evaluate_agents(
         The run's settings (symbols, costs, ensemble settings); the workspace's saved config by default.
     progress
         Progress display.
+    tag
+        Name of this comparison (e.g. ``"stocks"``): stored as ``agent_comparison_<tag>`` and
+        ``evaluate_agents_<tag>`` in the manifest, so comparisons of different symbol sets sit side by side.
+    executor
+        Where the (fold, seed) runs go, e.g. a Ray executor from
+        :func:`alphaloom.distributed.open_executor`; ``None`` runs them one after the other here. Every run
+        is seeded and trains single-threaded, so the table does not depend on it.
     """
-    from alphaloom.backtest.engine import buy_and_hold, run_backtest
-    from alphaloom.rl import EnsembleConfig, RLEnsemble, SingleAssetTradingEnv, make_vec_env
-
     progress = progress or NullProgress()
+    if tag is not None and not (tag.isidentifier() and tag.isascii()):
+        raise ConfigError(f"tag must be letters, digits and underscores (a table name suffix), got {tag!r}.")
     t0 = time.perf_counter()
     run = run or ws.load_config() or RunConfig()
     if config.max_symbols is not None:
@@ -209,85 +304,43 @@ def evaluate_agents(
     task = progress.task(
         "evaluate agents", total=config.n_folds * len(config.seeds) * (n_agents + len(regions))
     )
-    rows: list[dict[str, Any]] = []
-    for k in range(config.n_folds):
-        obs = {r.symbol: _standardise(r.raw, folds[r.symbol][k].train_idx) for r in regions}
-        train = [(obs[r.symbol], r, folds[r.symbol][k].train_idx) for r in regions]
-        shortest = min(len(idx) for _, _, idx in train)
-        train_cfg = stages._env_config(run, episode_len=min(config.episode_len, shortest - 1))
-        test_cfg = stages._env_config(run, episode_len=None)
-        for seed in config.seeds:
-            agents = []
-            for name in stages.AGENT_NAMES:
-                vec = make_vec_env(
-                    [o[idx] for o, _, idx in train],
-                    [r.bars["open"].to_numpy(dtype=np.float64)[idx] for _, r, idx in train],
-                    [r.bars["close"].to_numpy(dtype=np.float64)[idx] for _, r, idx in train],
-                    train_cfg,
-                    seed=seed,
-                )
-                agent = stages._make_agent(name, seed)
-                agent.train(vec, getattr(config.budget, name))
-                vec.close()
-                agents.append(agent)
-                task.advance()
-            for r in regions:
-                idx = folds[r.symbol][k].test_idx
-                bars = r.bars.iloc[idx].reset_index(drop=True)
-                env = SingleAssetTradingEnv(
-                    obs[r.symbol][idx],
-                    bars["open"].to_numpy(dtype=np.float64),
-                    bars["close"].to_numpy(dtype=np.float64),
-                    test_cfg,
-                )
-                common = {
-                    "costs": run.costs,
-                    "initial_cash": run.initial_cash,
-                    "periods_per_year": r.periods_per_year,
-                }
-                keys = {"fold": k, "seed": seed, "symbol": r.symbol}
-                hold = buy_and_hold(bars, **common)
-                rows.append(_run_row(hold, hold.targets, hold.targets, strategy="buy_and_hold", **keys))
-                common["min_trade_weight"] = stages._MIN_TRADE_WEIGHT
-                if r.has_forecasts:
-                    p = r.raw[idx]
-                    rule = np.sign(p[:, 2] - p[:, 0])  # columns: p_down, p_flat, p_up, pred_return
-                    res = run_backtest(bars, rule, name="cnn_lstm_rule", **common)
-                    rows.append(_run_row(res, rule, rule, strategy="cnn_lstm_rule", **keys))
-                for agent in agents:
-                    roll = env.rollout(lambda x, a=agent: a.predict(x, deterministic=True))
-                    res = run_backtest(bars, roll.targets, name=agent.name, **common)
-                    actions = roll.targets[roll.decision_bars]
-                    rows.append(_run_row(res, roll.targets, actions, strategy=agent.name, **keys))
-                for method in config.methods:
-                    ensemble = RLEnsemble(
-                        agents,
-                        EnsembleConfig(
-                            method=method,
-                            window=run.ensemble_window,
-                            confidence_threshold=run.ensemble_confidence,
-                            seed=seed,
-                        ),
-                    )
-                    roll = stages._ensemble_rollout(env, ensemble, r.symbol, pd.DatetimeIndex(bars["ts"]))
-                    name = f"ensemble_{method}"
-                    res = run_backtest(bars, roll.targets, name=name, **common)
-                    actions = roll.targets[roll.decision_bars]
-                    rows.append(_run_row(res, roll.targets, actions, strategy=name, **keys))
-                task.advance()
+    inputs = _AgentInputs(
+        regions=regions,
+        folds=folds,
+        obs=[
+            {r.symbol: _standardise(r.raw, folds[r.symbol][k].train_idx) for r in regions}
+            for k in range(config.n_folds)
+        ],
+        config=config,
+        run=run,
+    )
+    units = [(k, seed) for k in range(config.n_folds) for seed in config.seeds]
+    if executor is None or executor.backend == "serial":
+        parts = [_fold_seed_rows(unit, inputs, task.advance) for unit in units]
+    else:
+        task.update(
+            0, note=f"{len(units)} fold x seed runs on {executor.backend} ({executor.n_workers} workers)"
+        )
+        steps = n_agents + len(regions)
+        parts = executor.map(
+            _fold_seed_rows, units, shared=inputs, on_result=lambda i, r: task.advance(steps)
+        )
+    rows = [row for part in parts for row in part]
     runs = pd.DataFrame(rows)
     table = _aggregate(runs)
     seconds = time.perf_counter() - t0
+    suffix = f"_{tag}" if tag else ""
     with ws.open_store() as store:
-        store.write_frame(AGENT_COMPARISON_TABLE, table)
-        store.write_frame(RUNS_TABLE, runs, replace_symbols=False)
+        store.write_frame(AGENT_COMPARISON_TABLE + suffix, table)
+        store.write_frame(RUNS_TABLE + suffix, runs, replace_symbols=False)
     ws.record(
-        "evaluate_agents",
+        "evaluate_agents" + suffix,
         {
             "config": config.model_dump(mode="json"),
             "symbols": [r.symbol for r in regions],
             "notes": notes,
             "seconds": round(seconds, 2),
+            "executor": executor.info() if executor is not None else {"backend": "serial", "workers": 1},
             "table": table.to_dict(orient="records"),
         },
     )

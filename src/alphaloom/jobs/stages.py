@@ -27,18 +27,31 @@ from alphaloom.jobs.progress import NullProgress, StageProgress
 from alphaloom.jobs.splits import split_segments
 from alphaloom.jobs.venues import make_connector
 from alphaloom.jobs.workspace import Workspace
+from alphaloom.risk import measures
 
 __all__ = [
+    "AGENT_NAMES",
+    "FORECAST_COLUMNS",
+    "MIN_TRADE_WEIGHT",
+    "Observations",
+    "SymbolData",
     "build_report",
+    "collapse_summary",
     "compute_features",
+    "ensemble_rollout",
+    "env_config",
     "ingest",
     "ingest_table",
     "list_table",
+    "load_agents",
+    "load_observations",
     "load_symbol_bars",
+    "make_agent",
     "metrics_table",
     "quarantine_table",
     "run_backtests",
     "summary_table",
+    "symbol_data",
     "train_agents",
     "train_forecaster",
     "validate",
@@ -277,7 +290,7 @@ def compute_features(ws: Workspace, config: RunConfig, progress: StageProgress |
 
 
 # ----------------------------------------------------------------------------------------- segments
-class _SymbolData:
+class SymbolData:
     """One symbol's bars, features and walk-forward segments, aligned on the bar index."""
 
     def __init__(self, symbol: str, bars: pd.DataFrame, features: pd.DataFrame, config: RunConfig) -> None:
@@ -304,7 +317,8 @@ class _SymbolData:
         return out
 
 
-def _symbol_data(ws: Workspace, config: RunConfig) -> list[_SymbolData]:
+def symbol_data(ws: Workspace, config: RunConfig) -> list[SymbolData]:
+    """Each of the run's symbols' bars (quarantine excluded), stored features and walk-forward segments."""
     bars = load_symbol_bars(ws, config)
     with ws.require_store() as store:
         if not store.has_frame(FEATURES_TABLE):
@@ -315,7 +329,7 @@ def _symbol_data(ws: Workspace, config: RunConfig) -> list[_SymbolData]:
         sym_feats = feats[feats["symbol"] == sym]
         if sym_feats.empty:
             raise _missing(ws, f"features for {sym}", "features")
-        out.append(_SymbolData(sym, bars[bars["symbol"] == sym], sym_feats, config))
+        out.append(SymbolData(sym, bars[bars["symbol"] == sym], sym_feats, config))
     return out
 
 
@@ -331,16 +345,19 @@ def _forecaster_config(config: RunConfig):
     )
 
 
-def train_forecaster(ws: Workspace, config: RunConfig, progress: StageProgress | None = None) -> dict:
+def train_forecaster(
+    ws: Workspace, config: RunConfig, progress: StageProgress | None = None, *, register: bool = True
+) -> dict:
     """Fit the CNN+LSTM on each symbol's forecaster segment; store forecasts for every bar.
 
     Forecasts at bar ``t`` use feature rows up to ``t`` only; the model never saw the agent or test segments,
-    so the forecasts there are out of sample. Metrics are reported on those two segments.
+    so the forecasts there are out of sample. Metrics are reported on those two segments. With ``register``
+    the model is registered as a candidate in the workspace's model registry, with its lineage.
     """
     from alphaloom.models import CNNLSTMForecaster
 
     progress = progress or NullProgress()
-    data = _symbol_data(ws, config)
+    data = symbol_data(ws, config)
     train_frames = {d.symbol: d.frame_with_close().iloc[d.segments.forecaster] for d in data}
     cfg = _forecaster_config(config)
     task = progress.task("train cnn-lstm", total=cfg.epochs)
@@ -377,6 +394,11 @@ def train_forecaster(ws: Workspace, config: RunConfig, progress: StageProgress |
         "metrics": metrics,
         "config_hash": cfg.config_hash(),
     }
+    if register:
+        from alphaloom.jobs.registry import register_forecaster
+
+        bars = pd.concat([d.bars.iloc[d.segments.forecaster] for d in data], ignore_index=True)
+        info["registered"] = register_forecaster(ws, config, info, bars, cfg).ref
     ws.record("train_cnn_lstm", info)
     return info
 
@@ -414,17 +436,17 @@ def _segment_metrics(model, full: pd.DataFrame, pred: pd.DataFrame, sl: slice, h
 
 
 # ----------------------------------------------------------------------------------------- RL agents
-_FORECAST_COLUMNS = ("p_down", "p_flat", "p_up", "pred_return")
+FORECAST_COLUMNS = ("p_down", "p_flat", "p_up", "pred_return")
 
 
-class _Observations:
+class Observations:
     """Market observations for the agents: forecasts and features, standardised per symbol.
 
     The scaler is fitted on the symbol's agent segment (the agents' training data) and applied unchanged to
     the test segment; values are clipped to +-10 so a regime change cannot produce extreme inputs.
     """
 
-    def __init__(self, d: _SymbolData, forecasts: pd.DataFrame) -> None:
+    def __init__(self, d: SymbolData, forecasts: pd.DataFrame) -> None:
         fc = forecasts.set_index("ts").drop(columns=["symbol"], errors="ignore").reindex(d.ts)
         raw = pd.concat([fc, d.features], axis=1)
         self.columns = list(raw.columns)
@@ -462,31 +484,35 @@ class _Observations:
         )
 
 
-def _observations(ws: Workspace, config: RunConfig) -> list[_Observations]:
-    data = _symbol_data(ws, config)
+def load_observations(ws: Workspace, config: RunConfig) -> list[Observations]:
+    """The agents' observations (stored forecasts + features, standardised on the agent segment)."""
+    data = symbol_data(ws, config)
     with ws.require_store() as store:
         if not store.has_frame(FORECASTS_TABLE):
             raise _missing(ws, "forecasts", "train cnn-lstm")
         forecasts = store.read_frame(FORECASTS_TABLE, list(config.symbols))
-    return [_Observations(d, forecasts[forecasts["symbol"] == d.symbol]) for d in data]
+    return [Observations(d, forecasts[forecasts["symbol"] == d.symbol]) for d in data]
 
 
-def _env_config(config: RunConfig, *, episode_len: int | None):
+def env_config(config: RunConfig, *, episode_len: int | None):
+    """The trading-environment settings of a run: its costs and cash, ``episode_len`` bars per episode
+    (``None``: the whole series, for evaluation)."""
     from alphaloom.rl import TradingEnvConfig
 
     return TradingEnvConfig(
         costs=config.costs,
         episode_len=episode_len,
         initial_cash=config.initial_cash,
-        min_trade_weight=_MIN_TRADE_WEIGHT,
+        min_trade_weight=MIN_TRADE_WEIGHT,
     )
 
 
-_MIN_TRADE_WEIGHT = 1e-3
+MIN_TRADE_WEIGHT = 1e-3
 AGENT_NAMES = ("ppo", "sac", "td3", "rainbow")
 
 
-def _make_agent(name: str, seed: int):
+def make_agent(name: str, seed: int):
+    """A fresh agent of the kind ``name`` (one of :data:`AGENT_NAMES`) with the run's default settings."""
     from alphaloom.rl.agents import (
         PPOAgent,
         PPOConfig,
@@ -507,43 +533,133 @@ def _make_agent(name: str, seed: int):
     return RainbowDQNAgent(RainbowConfig(seed=seed, learning_starts=200))
 
 
-def train_agents(ws: Workspace, config: RunConfig, progress: StageProgress | None = None) -> dict:
-    """Train PPO, SAC, TD3 and Rainbow DQN across the symbols' agent segments (one env per symbol)."""
+def train_agents(
+    ws: Workspace, config: RunConfig, progress: StageProgress | None = None, *, register: bool = True
+) -> dict:
+    """Train PPO, SAC, TD3 and Rainbow DQN across the symbols' agent segments (one env per symbol).
+
+    With ``config.rl_seeds == 1`` each agent trains once, on the whole agent segment, with ``config.seed``.
+    With more seeds, each agent trains once per seed (``seed, seed + 1, ...``) on the first part of the agent
+    segment and is scored out of sample on its last ``rl_validation_fraction`` (after an embargo): a forward
+    split, so the selection never looks at the test segment. The seed with the best mean validation Sharpe
+    across symbols is kept; every seed's validation Sharpe, and their mean and spread, are recorded, because
+    RL results that hold for one seed only are not results.
+    """
     from alphaloom.rl import make_vec_env
 
     progress = progress or NullProgress()
-    observations = _observations(ws, config)
+    observations = load_observations(ws, config)
     segs = [o.segment("agent") for o in observations]
-    env_cfg = _env_config(config, episode_len=min(config.rl_episode_len, min(len(s[0]) for s in segs) - 1))
+    seeds = [config.seed + i for i in range(config.rl_seeds)]
+    if len(seeds) > 1:
+        pairs = [_forward_split(s, o, config) for s, o in zip(segs, observations, strict=True)]
+        fit_segs, val_segs = tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+        ppy = _periods_per_year(ws, [o.data.symbol for o in observations])
+    else:
+        fit_segs, val_segs, ppy = tuple(segs), (), []
+    env_cfg = env_config(config, episode_len=min(config.rl_episode_len, min(len(s[0]) for s in fit_segs) - 1))
     rows = []
     agents_dir = ws.models_dir / "rl"
+    trained = []  # the kept agent of each kind, registered below
     for name in AGENT_NAMES:
         budget = getattr(config.rl_budget, name)
-        task = progress.task(f"train {name}", total=budget)
-        vec = make_vec_env(
-            [s[0] for s in segs], [s[1] for s in segs], [s[2] for s in segs], env_cfg, seed=config.seed
-        )
-        agent = _make_agent(name, config.seed)
-        t0 = time.perf_counter()
-        agent.train(vec, budget, progress=lambda done, total, t=task: t.update(done, total=total))
-        secs = time.perf_counter() - t0
-        vec.close()
+        best: tuple[float, int, Any] | None = None
+        val_sharpes: list[float] = []
+        secs = 0.0
+        for seed in seeds:
+            label = f"train {name}" + (f" (seed {seed})" if len(seeds) > 1 else "")
+            task = progress.task(label, total=budget)
+            vec = make_vec_env(
+                [s[0] for s in fit_segs],
+                [s[1] for s in fit_segs],
+                [s[2] for s in fit_segs],
+                env_cfg,
+                seed=seed,
+            )
+            agent = make_agent(name, seed)
+            t0 = time.perf_counter()
+            agent.train(vec, budget, progress=lambda done, total, t=task: t.update(done, total=total))
+            secs += time.perf_counter() - t0
+            vec.close()
+            score = _validation_sharpe(agent, val_segs, ppy, config) if val_segs else 0.0
+            val_sharpes.append(score)
+            if best is None or score > best[0]:
+                best = (score, seed, agent)
+        assert best is not None
+        _, chosen_seed, agent = best
         agent.save(agents_dir / name)
-        rows.append(
-            {
-                "agent": name,
-                "timesteps": budget,
-                "seconds": round(secs, 2),
-                "steps_per_s": round(budget / secs, 1),
-                **_collapse_summary(agent, segs, config),
+        trained.append(agent)
+        row: dict[str, Any] = {
+            "agent": name,
+            "timesteps": budget,
+            "seconds": round(secs, 2),
+            "steps_per_s": round(budget * len(seeds) / secs, 1),
+        }
+        if len(seeds) > 1:
+            row |= {
+                "seed": chosen_seed,
+                "val_sharpe_best": round(best[0], 4),
+                "val_sharpe_mean": round(float(np.mean(val_sharpes)), 4),
+                "val_sharpe_std": round(float(np.std(val_sharpes, ddof=1)), 4),
+                "val_sharpe_by_seed": [round(v, 4) for v in val_sharpes],
             }
-        )
-    info = {"agents": rows, "observation_columns": observations[0].columns, "n_symbols": len(segs)}
+        rows.append(row | collapse_summary(agent, segs, config))
+    info = {
+        "agents": rows,
+        "seeds": seeds,
+        "observation_columns": observations[0].columns,
+        "n_symbols": len(segs),
+    }
+    if register:  # each agent and their ensemble, as candidates with lineage
+        from alphaloom.jobs.registry import register_agents
+
+        bars = pd.concat([o.data.bars.iloc[s[3]] for o, s in zip(observations, segs, strict=True)])
+        info["registered"] = [m.ref for m in register_agents(ws, config, info, bars, trained)]
     ws.record("train_rl", info)
     return info
 
 
-def _collapse_summary(agent, segs, config: RunConfig) -> dict:
+def _forward_split(seg, obs: Observations, config: RunConfig):
+    values, opens, closes, rows = seg
+    n = len(values)
+    n_val = round(n * config.rl_validation_fraction)
+    n_fit = n - n_val - config.split.embargo_bars
+    if n_val < 20 or n_fit < 40:
+        raise EmptyRangeError(
+            f"{obs.data.symbol}: the agent segment has {n} usable bars, too few to hold out "
+            f"{config.rl_validation_fraction:.0%} for choosing among {config.rl_seeds} seeds (need at least "
+            "20 validation and 40 training bars); use rl_seeds = 1, a longer date range or a larger "
+            "agent_fraction."
+        )
+    fit = (values[:n_fit], opens[:n_fit], closes[:n_fit], slice(rows.start, rows.start + n_fit))
+    val = (values[n - n_val :], opens[n - n_val :], closes[n - n_val :], slice(rows.stop - n_val, rows.stop))
+    return fit, val
+
+
+def _periods_per_year(ws: Workspace, symbols: Sequence[str]) -> list[float]:
+    from alphaloom.backtest.engine import periods_per_year_for
+
+    with ws.require_store() as store:
+        instruments = store.instruments()
+    return [
+        float(periods_per_year_for(instruments[s].calendar)) if s in instruments else 252.0 for s in symbols
+    ]
+
+
+def _validation_sharpe(agent, val_segs, ppy: Sequence[float], config: RunConfig) -> float:
+    from alphaloom.rl import SingleAssetTradingEnv
+
+    cfg = env_config(config, episode_len=None)
+    scores = []
+    for (obs, opens, closes, _), p in zip(val_segs, ppy, strict=True):
+        env = SingleAssetTradingEnv(obs, opens, closes, cfg)
+        roll = env.rollout(lambda x, a=agent: a.predict(x, deterministic=True))
+        sharpe = measures.sharpe_ratio(roll.returns[1:], p)
+        scores.append(sharpe if np.isfinite(sharpe) else 0.0)  # never in the market: no risk, no reward
+    return float(np.mean(scores))
+
+
+def collapse_summary(agent, segs, config: RunConfig) -> dict:
     """Action entropy, turnover, time in market and collapse flags of a trained agent on its training bars.
 
     The deterministic policy is rolled out over each symbol's agent segment; the measures are averaged over
@@ -552,7 +668,7 @@ def _collapse_summary(agent, segs, config: RunConfig) -> dict:
     from alphaloom.rl import SingleAssetTradingEnv
     from alphaloom.rl.diagnostics import collapse_report
 
-    env_cfg = _env_config(config, episode_len=None)
+    env_cfg = env_config(config, episode_len=None)
     reports = []
     for obs, opens, closes, _ in segs:
         env = SingleAssetTradingEnv(obs, opens, closes, env_cfg)
@@ -567,7 +683,8 @@ def _collapse_summary(agent, segs, config: RunConfig) -> dict:
     }
 
 
-def _load_agents(ws: Workspace):
+def load_agents(ws: Workspace):
+    """The trained agents saved by :func:`train_agents`, in :data:`AGENT_NAMES` order."""
     from alphaloom.rl.agents import Agent
 
     agents = []
@@ -580,23 +697,9 @@ def _load_agents(ws: Workspace):
 
 
 # ----------------------------------------------------------------------------------------- backtest
-def _ensemble_rollout(env, ensemble, symbol: str, ts: pd.DatetimeIndex):
-    """Run the ensemble over ``env``'s series, feeding it each decision's realised return afterwards."""
-    closes = env.close_prices
-    state: dict[str, int | None] = {"decided_at": None, "now": 0}
-
-    def policy(obs: np.ndarray) -> np.ndarray:
-        now, decided_at = state["now"], state["decided_at"]
-        if decided_at is not None:  # the last decision's outcome is known now: score it before acting again
-            ensemble.update(float(closes[now] / closes[decided_at] - 1.0))
-        action, _signal = ensemble.act(obs, ts=ts[now].to_pydatetime(), symbol=symbol)
-        state["decided_at"] = now
-        return action
-
-    def on_step(info: dict) -> None:
-        state["now"] = int(info["bar"])
-
-    return env.rollout(policy, on_step=on_step)
+def ensemble_rollout(env, ensemble, symbol: str, ts: pd.DatetimeIndex):
+    """Run the ensemble over ``env``'s series (see :meth:`alphaloom.rl.RLEnsemble.rollout`)."""
+    return ensemble.rollout(env, symbol=symbol, ts=[t.to_pydatetime() for t in ts])
 
 
 def run_backtests(ws: Workspace, config: RunConfig, progress: StageProgress | None = None) -> pd.DataFrame:
@@ -605,11 +708,11 @@ def run_backtests(ws: Workspace, config: RunConfig, progress: StageProgress | No
     from alphaloom.rl import EnsembleConfig, RLEnsemble, SingleAssetTradingEnv
 
     progress = progress or NullProgress()
-    observations = _observations(ws, config)
-    agents = _load_agents(ws)
+    observations = load_observations(ws, config)
+    agents = load_agents(ws)
     with ws.require_store() as store:
         instruments = store.instruments()
-    env_cfg = _env_config(config, episode_len=None)
+    env_cfg = env_config(config, episode_len=None)
     task = progress.task("backtest", total=len(observations) * (len(agents) + 2))
     results = []
     weights_rows = []
@@ -624,7 +727,7 @@ def run_backtests(ws: Workspace, config: RunConfig, progress: StageProgress | No
         results.append(buy_and_hold(bars, **common))
         # Agents' targets replay through the engine with the env's own no-trade band, so the equity each
         # agent earned in its rollout is exactly what the backtest reports.
-        common["min_trade_weight"] = _MIN_TRADE_WEIGHT
+        common["min_trade_weight"] = MIN_TRADE_WEIGHT
         task.advance()
         for agent in agents:
             roll = env.rollout(lambda x, a=agent: a.predict(x, deterministic=True))
@@ -639,7 +742,7 @@ def run_backtests(ws: Workspace, config: RunConfig, progress: StageProgress | No
                 seed=config.seed,
             ),
         )
-        roll = _ensemble_rollout(env, ensemble, sym, pd.DatetimeIndex(bars["ts"]))
+        roll = ensemble_rollout(env, ensemble, sym, pd.DatetimeIndex(bars["ts"]))
         res = run_backtest(bars, roll.targets, name=f"ensemble_{config.ensemble_method}", **common)
         results.append(res)
         for step in ensemble.steps_:

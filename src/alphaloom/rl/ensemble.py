@@ -31,7 +31,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Literal, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import Field
@@ -41,6 +41,9 @@ from alphaloom.core.exceptions import AlphaloomError, ConfigError, DataFormatErr
 from alphaloom.core.timeutil import ensure_utc
 from alphaloom.core.types import SignalAction, TradingSignal
 from alphaloom.rl._rewards import bar_sharpe
+
+if TYPE_CHECKING:
+    from alphaloom.rl.env import RolloutResult, SingleAssetTradingEnv
 
 __all__ = ["ActionProposer", "AgentFailure", "EnsembleConfig", "EnsembleStep", "RLEnsemble"]
 
@@ -299,6 +302,52 @@ class RLEnsemble:
             ts=ts,
             model_version=self.model_version,
         )
+
+    def rollout(
+        self,
+        env: SingleAssetTradingEnv,
+        *,
+        symbol: str = "",
+        ts: Sequence[datetime] | None = None,
+    ) -> RolloutResult:
+        """Trade ``env``'s whole series with the ensemble, scoring each decision once its outcome is known.
+
+        Before every decision after the first, :meth:`update` receives the close-to-close return since the
+        previous decision, so weights only ever use returns that have happened.
+
+        Parameters
+        ----------
+        env
+            The environment whose series to trade (its own episode state is untouched).
+        symbol
+            Symbol for the signals.
+        ts
+            Bar timestamps, one per bar of ``env`` (aware); signals are stamped with them. Without them
+            signals carry the wall-clock time.
+
+        Returns
+        -------
+        RolloutResult
+            As :meth:`alphaloom.rl.SingleAssetTradingEnv.rollout`.
+        """
+        closes = env.close_prices
+        if ts is not None and len(ts) != len(closes):
+            raise DataFormatError(f"ts has {len(ts)} timestamps but the environment has {len(closes)} bars.")
+        state: dict[str, int | None] = {"decided_at": None, "now": 0}
+
+        def policy(obs: np.ndarray) -> np.ndarray:
+            now, decided_at = int(state["now"] or 0), state["decided_at"]
+            if decided_at is not None:
+                self.update(float(closes[now] / closes[decided_at] - 1.0))
+            stamp = None if ts is None else ts[now]
+            action, _signal = self.act(obs, ts=stamp, symbol=symbol)
+            state["decided_at"] = now
+            return action
+
+        def on_step(info: dict) -> None:
+            state["now"] = int(info["bar"])
+
+        return env.rollout(policy, on_step=on_step)
 
     # ------------------------------------------------------------------ learning
     def update(self, realised_return: float) -> None:
