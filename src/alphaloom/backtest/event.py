@@ -83,9 +83,11 @@ from alphaloom.core.exceptions import (
     EmptyRangeError,
     OrderRejectedError,
 )
-from alphaloom.core.types import OrderStatus, TimeInForce
+from alphaloom.core.types import Fill, Order, OrderStatus, OrderType, Portfolio, Side, TimeInForce
 from alphaloom.data.connectors import matching as _rules
 from alphaloom.data.connectors.matching import MatchingConfig, OrderTypeCode, TimeInForceCode
+from alphaloom.risk.limits import RiskLimits
+from alphaloom.risk.manager import RiskManager
 
 __all__ = [
     "ACCOUNT_CASH",
@@ -168,7 +170,7 @@ _STATUS = (
     OrderStatus.CANCELLED,
     OrderStatus.REJECTED,
 )
-_R_NONE, _R_CLIENT, _R_DAY, _R_FIRST_EVENT, _R_BAND, _R_RUIN = 0, 1, 2, 3, 4, 5
+_R_NONE, _R_CLIENT, _R_DAY, _R_FIRST_EVENT, _R_BAND, _R_RUIN, _R_RISK = 0, 1, 2, 3, 4, 5, 6
 _REASONS = (
     "",
     "cancelled by client",
@@ -176,7 +178,11 @@ _REASONS = (
     "order filled what it could on its first eligible bar; rest cancelled",
     "target within the no-trade band (min_trade_weight) or no equity: nothing to trade",
     "account ruined (equity <= 0): position closed, orders cancelled",
+    "refused by the risk manager (reasons in EventResult.refused)",
 )
+
+# Columns of EventResult.refused.
+_REFUSED_COLUMNS = ("order_id", "bar", "ts", "kind", "side", "quantity", "reasons")
 
 # Columns of the fill list.
 _F_ORDER, _F_BAR, _F_UNITS, _F_PRICE, _F_FEE, _F_REF = 0, 1, 2, 3, 4, 5
@@ -809,6 +815,10 @@ class EventResult:
     orders
         One row per order: ``order_id, bar, ts, kind, side, quantity, target_weight, limit_price,
         stop_price, time_in_force, status, filled_quantity, avg_fill_price, fees, done_bar, message``.
+    refused
+        Orders the risk manager refused (also in ``orders``, status ``rejected``), one row each:
+        ``order_id, bar, ts, kind, side, quantity, reasons`` (``quantity`` of a target order is its estimate
+        at the deciding close); empty without a risk manager.
     """
 
     symbol: str
@@ -826,6 +836,7 @@ class EventResult:
     fills: pd.DataFrame
     orders: pd.DataFrame
     initial_cash: float
+    refused: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(_REFUSED_COLUMNS)))
 
     @property
     def final_equity(self) -> float:
@@ -957,6 +968,9 @@ class _Broker:
         self.latency = config.matching.latency_bars
         self.t = -1
         self.deciding = False
+        self.risk: RiskManager | None = None
+        self.refused: list[tuple[Any, ...]] = []
+        self.fills_booked = 0
 
     def process(self, t: int) -> None:
         need = int(self.counters[_C_N_FILLS] + self.counters[_C_N_WORKING])
@@ -1005,7 +1019,102 @@ class _Broker:
         err = _submit(self.book, self.work, self.counters, self.t, *values, self.latency)
         if err:
             raise OrderRejectedError(_order_message(err, self.t, self.data.ts[self.t], *values))
+        if self.risk is not None and self.book[n, _B_STATUS] != _REJECTED:
+            self._risk_check(n, TimeInForce(tif), *values[:4])
         return n
+
+    # ------------------------------------------------------------------ the risk manager's hook
+
+    @property
+    def risk_symbol(self) -> str:
+        return self.data.symbol or "ASSET"
+
+    def start_risk(self, risk: RiskManager) -> None:
+        self.risk = risk
+        risk.sync_portfolio(Portfolio(cash=float(self.acct[_A_CASH]), ts=self.data.ts[0].to_pydatetime()))
+
+    def risk_bar(self, t: int) -> None:
+        """Book the bar's fills with the risk manager, mark the close, and queue its protective exits."""
+        risk, sym = self.risk, self.risk_symbol
+        assert risk is not None
+        ts = self.data.ts[t].to_pydatetime()
+        fills = self.fills[self.fills_booked : self.counters[_C_N_FILLS]]
+        for i, row in enumerate(fills, start=self.fills_booked):
+            units = float(row[_F_UNITS])
+            risk.on_fill(
+                Fill(
+                    client_order_id=f"event-{int(row[_F_ORDER])}",
+                    fill_id=f"event-fill-{i}",
+                    symbol=sym,
+                    side=Side.BUY if units > 0 else Side.SELL,
+                    quantity=abs(units),
+                    price=float(row[_F_PRICE]),
+                    fee=float(row[_F_FEE]),
+                    ts=self.data.ts[int(row[_F_BAR])].to_pydatetime(),
+                )
+            )
+        self.fills_booked = int(self.counters[_C_N_FILLS])
+        if self.counters[_C_RUINED] and risk.positions:  # ruin closes the position without a fill
+            risk.sync_portfolio(Portfolio(cash=float(self.acct[_A_CASH]), ts=ts))
+        risk.mark({sym: float(self.data.bars[3, t])}, ts)
+        exits = risk.protective_orders()
+        if exits:
+            self.deciding = True
+            try:
+                for order in exits:
+                    self.submit(
+                        OrderKind.MARKET, order.signed_quantity, math.nan, math.nan, order.time_in_force
+                    )
+            finally:
+                self.deciding = False
+
+    def _risk_check(
+        self, n: int, tif: TimeInForce, kind: float, size: float, limit_price: float, stop_price: float
+    ) -> None:
+        if kind in (_K_CANCEL, _K_CANCEL_ALL):
+            return  # cancelling never adds risk
+        assert self.risk is not None
+        t, close = self.t, float(self.data.bars[3, self.t])
+        if kind == _K_TARGET:
+            # Resolved at the next open; checked here on its estimate at this close.
+            cash, units = float(self.acct[_A_CASH]), float(self.acct[_A_UNITS])
+            size = size * (cash + units * close) / close - units
+            if abs(size) * close <= self.settings[1] * max(cash + units * close, 0.0) or size == 0.0:
+                return  # inside the no-trade band: the engine skips it, nothing reaches the market
+        otype = {
+            _K_MARKET: OrderType.MARKET,
+            _K_LIMIT: OrderType.LIMIT,
+            _K_STOP: OrderType.STOP,
+            _K_STOP_LIMIT: OrderType.STOP_LIMIT,
+            _K_TARGET: OrderType.MARKET,
+        }[int(kind)]
+        order = Order(
+            symbol=self.risk_symbol,
+            side=Side.BUY if size > 0 else Side.SELL,
+            quantity=abs(size),
+            order_type=otype,
+            limit_price=limit_price if otype in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None,
+            stop_price=stop_price if otype in (OrderType.STOP, OrderType.STOP_LIMIT) else None,
+            time_in_force=TimeInForce.IOC if kind == _K_TARGET else tif,
+            client_order_id=f"event-{n}",
+            ts=self.data.ts[t].to_pydatetime(),
+        )
+        decision = self.risk.check(order)
+        if decision.approved:
+            return
+        _close_order(self.book, n, _REJECTED, t, _R_RISK)
+        self.counters[_C_N_WORKING] -= 1  # _submit appended it last to the working list
+        self.refused.append(
+            (
+                n,
+                t,
+                self.data.ts[t],
+                OrderKind(int(kind)).name.lower(),
+                order.side.value,
+                order.quantity,
+                "; ".join(decision.reasons),
+            )
+        )
 
     def raise_error(self, orders: np.ndarray | None = None) -> None:
         err = int(self.counters[_C_ERROR])
@@ -1241,8 +1350,26 @@ class EventEngine:
     def __repr__(self) -> str:
         return f"EventEngine({self.config!r})"
 
-    def run(self, bars: pd.DataFrame, strategy: Strategy | CompiledStrategy) -> EventResult:
+    def run(
+        self,
+        bars: pd.DataFrame,
+        strategy: Strategy | CompiledStrategy,
+        *,
+        risk: RiskManager | RiskLimits | None = None,
+    ) -> EventResult:
         """Backtest ``strategy`` on ``bars`` (one symbol, canonical bars frame, ``ts`` strictly increasing).
+
+        Parameters
+        ----------
+        bars, strategy
+            As above.
+        risk
+            A risk manager (or limits to build one with) that every order passes before matching, as in
+            paper and live trading: it sees the fills, is marked at every close, and its stop-loss /
+            take-profit exits are placed as market orders before the strategy decides. A refused order is
+            in ``result.orders`` with status ``rejected`` and in ``result.refused`` with its reasons. A
+            target order is checked as a market order for its size estimated at the deciding close. Python
+            strategies only (a compiled strategy's orders never leave its numba loop).
 
         Raises
         ------
@@ -1254,11 +1381,22 @@ class EventEngine:
             A Python strategy indexed data past the current bar.
         """
         data = _Bars(bars)
+        if isinstance(risk, RiskLimits):
+            risk = RiskManager(risk)
+        if risk is not None and not isinstance(risk, RiskManager):
+            raise ConfigError(f"risk must be a RiskManager, RiskLimits or None, got {type(risk).__name__}.")
+        if risk is not None and isinstance(strategy, CompiledStrategy):
+            raise ConfigError(
+                "risk checks need a Python Strategy: a CompiledStrategy's orders never leave its numba loop. "
+                "Port the strategy to a Strategy subclass, or run it without risk."
+            )
         if isinstance(strategy, CompiledStrategy):
             broker = _Broker(data, self.config, orders_hint=64 + 4 * strategy.max_orders_per_bar)
             self._run_compiled(broker, strategy)
         elif isinstance(strategy, Strategy):
             broker = _Broker(data, self.config)
+            if risk is not None:
+                broker.start_risk(risk)
             self._run_python(broker, strategy)
         else:
             raise ConfigError(
@@ -1275,6 +1413,8 @@ class EventEngine:
         try:
             for t in range(broker.data.bars.shape[1]):
                 broker.process(t)
+                if broker.risk is not None:
+                    broker.risk_bar(t)
                 broker.deciding = True
                 on_bar(ctx)
                 broker.deciding = False
@@ -1369,18 +1509,28 @@ def _result(broker: _Broker, config: EventConfig) -> EventResult:
             "message": _labels(book[:, _B_REASON], list(_REASONS)),
         }
     )
+    refused = pd.DataFrame(broker.refused, columns=list(_REFUSED_COLUMNS))
     return EventResult(
         symbol=data.symbol,
         ts=data.ts,
         fills=fills_frame,
         orders=orders_frame,
         initial_cash=config.initial_cash,
+        refused=refused,
         **per_bar,
     )
 
 
 def run_event_backtest(
-    bars: pd.DataFrame, strategy: Strategy | CompiledStrategy, config: EventConfig | None = None
+    bars: pd.DataFrame,
+    strategy: Strategy | CompiledStrategy,
+    config: EventConfig | None = None,
+    *,
+    risk: RiskManager | RiskLimits | None = None,
 ) -> EventResult:
-    """Backtest ``strategy`` on one symbol's ``bars`` with the event engine; see :meth:`EventEngine.run`."""
-    return EventEngine(config).run(bars, strategy)
+    """Backtest ``strategy`` on one symbol's ``bars`` with the event engine; see :meth:`EventEngine.run`.
+
+    With ``risk`` every order passes :meth:`RiskManager.check <alphaloom.risk.manager.RiskManager.check>`
+    before matching; refused orders are in ``result.refused``.
+    """
+    return EventEngine(config).run(bars, strategy, risk=risk)

@@ -1,5 +1,25 @@
-"""Risk: pure performance and risk measures (one definition each), used by backtests, rewards and gates."""
+"""Risk: pure performance and risk measures (one definition each), the risk limits and the risk manager.
 
+Every order passes :class:`RiskManager` (``submit`` is the only caller of a connector's ``place_order``);
+:class:`RiskLimits` is its config, the ``[risk]`` table of a run config.
+"""
+
+from alphaloom.risk.limits import (
+    FOREX_HOURS,
+    US_EQUITY_HOURS,
+    ExposureLimits,
+    RiskLimits,
+    RiskMeasures,
+    RiskSnapshot,
+    SymbolLimits,
+    TradingHours,
+    TradingState,
+    check_order,
+    evaluate_state,
+    is_risk_reducing,
+    risk_measures,
+)
+from alphaloom.risk.manager import Actor, AuditSink, OrderVenue, RiskDecision, RiskManager, Role
 from alphaloom.risk.measures import (
     SUMMARY_UNITS,
     ConfidenceInterval,
@@ -31,28 +51,47 @@ from alphaloom.risk.measures import (
 )
 
 __all__ = [
+    "FOREX_HOURS",
     "SUMMARY_UNITS",
+    "US_EQUITY_HOURS",
+    "Actor",
+    "AuditSink",
     "ConfidenceInterval",
     "DeflatedSharpe",
     "DieboldMariano",
+    "ExposureLimits",
+    "OrderVenue",
     "PBOResult",
+    "RiskDecision",
+    "RiskLimits",
+    "RiskManager",
+    "RiskMeasures",
+    "RiskSnapshot",
+    "Role",
+    "SymbolLimits",
+    "TradingHours",
+    "TradingState",
     "annualised_volatility",
     "bootstrap_confidence_interval",
     "cagr",
     "calmar_ratio",
+    "check_order",
     "deflated_sharpe_ratio",
     "deflated_sharpe_ratio_from_trials",
     "diebold_mariano",
     "drawdown_series",
     "equity_curve",
+    "evaluate_state",
     "expected_max_sharpe",
     "exposure",
     "hit_rate",
+    "is_risk_reducing",
     "max_drawdown",
     "max_drawdown_duration",
     "per_period_sharpe",
     "probabilistic_sharpe_ratio",
     "probability_of_backtest_overfitting",
+    "risk_measures",
     "sharpe_ratio",
     "sortino_ratio",
     "summary_statistics",

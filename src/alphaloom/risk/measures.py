@@ -1178,3 +1178,533 @@ def diebold_mariano(loss_a: npt.ArrayLike, loss_b: npt.ArrayLike, horizon: int =
         return undefined
     statistic = mean_d / math.sqrt(long_run / n) * math.sqrt(correction)
     return DieboldMariano(statistic, _student_t_two_sided(statistic, n - 1.0), mean_d, n)
+
+
+# ------------------------------------------------------------------------------- paired Sharpe comparisons
+#
+# Comparing two strategies on the same bars (a champion and a challenger, two arms of an A/B test) needs a
+# paired test: their returns are correlated, and ignoring that overstates the uncertainty of the difference.
+# Three tests of H0: SR_a == SR_b on per-bar Sharpe ratios, and the sample size the comparison needs:
+#
+# * sharpe_difference_test(method="jkm"): Jobson & Korkie (1981) with Memmel's (2003) correction; exact
+#   for iid normal returns, too narrow for fat tails or serial dependence.
+# * sharpe_difference_test(method="ledoit_wolf"): Ledoit & Wolf (2008), the delta method on the first two
+#   moments with a HAC (Newey-West) covariance; robust to fat tails, skew and autocorrelation.
+# * paired_bootstrap_sharpe_difference: a stationary block bootstrap of the pairs (rows resampled together).
+# * sharpe_difference_sample_size: bars needed to detect a given difference with a given power.
+
+Alternative = Literal["two-sided", "greater", "less"]
+_ALTERNATIVES = ("two-sided", "greater", "less")
+_SHARPE_TESTS = ("ledoit_wolf", "jkm")
+
+
+class SharpeDifference(NamedTuple):
+    """A test of equal Sharpe ratios of two strategies on the same bars (:func:`sharpe_difference_test`)."""
+
+    difference: float
+    """``sharpe_a - sharpe_b``, per bar."""
+    sharpe_a: float
+    """Per-bar Sharpe ratio of ``returns_a``."""
+    sharpe_b: float
+    """Per-bar Sharpe ratio of ``returns_b``."""
+    statistic: float
+    """``difference / standard_error``, asymptotically standard normal under H0."""
+    p_value: float
+    """P-value for ``alternative`` (``"greater"``: H1 is ``sharpe_a > sharpe_b``)."""
+    standard_error: float
+    """Standard error of ``difference``, per bar."""
+    correlation: float
+    """Pearson correlation of the two return series."""
+    n: int
+    """Number of paired bars."""
+    method: str
+    """``"jkm"`` or ``"ledoit_wolf"``."""
+    alternative: str
+    """``"two-sided"``, ``"greater"`` or ``"less"``."""
+
+
+class BootstrapSharpeDifference(NamedTuple):
+    """The paired block bootstrap of a Sharpe-ratio difference, from
+    :func:`paired_bootstrap_sharpe_difference`."""
+
+    difference: float
+    """``sharpe_a - sharpe_b``, per bar, on the original series."""
+    low: float
+    """Lower bound of the percentile interval of the difference."""
+    high: float
+    """Upper bound of the percentile interval of the difference."""
+    p_value: float
+    """P-value for ``alternative``, from the bootstrap distribution centred on the estimate."""
+    confidence: float
+    """Nominal coverage of ``(low, high)``."""
+    block_length: int
+    """Mean block length in bars."""
+    alternative: str
+    """``"two-sided"``, ``"greater"`` (H1: ``sharpe_a > sharpe_b``) or ``"less"``."""
+    samples: np.ndarray
+    """Shape ``(n_resamples,)``: the difference on each resample (NaN where undefined)."""
+
+
+def _pair(returns_a: npt.ArrayLike, returns_b: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    a = _vector(returns_a, "returns_a")
+    b = _vector(returns_b, "returns_b")
+    if a.shape != b.shape:
+        raise DataFormatError(
+            f"returns_a has shape {a.shape} but returns_b has shape {b.shape}; a paired test needs both "
+            "strategies' returns over the same bars, one value per bar (align them on time first)."
+        )
+    return a, b
+
+
+def _alternative(value: object) -> str:
+    if value not in _ALTERNATIVES:
+        raise ConfigError(
+            f"unknown alternative {value!r}.{did_you_mean(str(value), _ALTERNATIVES)} Choose one of "
+            f"{', '.join(map(repr, _ALTERNATIVES))} ('greater': H1 is that a's Sharpe ratio is higher)."
+        )
+    return str(value)
+
+
+def _p_from_z(z: float, alternative: str) -> float:
+    if math.isnan(z):
+        return math.nan
+    if alternative == "greater":
+        return _normal_cdf(-z)
+    if alternative == "less":
+        return _normal_cdf(z)
+    return min(1.0, 2.0 * _normal_cdf(-abs(z)))
+
+
+def _newey_west_lags(n: int) -> int:
+    # The usual plug-in bandwidth floor(4 (n / 100) ** (2 / 9)) of Newey & West (1994).
+    return int(4.0 * (n / 100.0) ** (2.0 / 9.0))
+
+
+def sharpe_difference_test(
+    returns_a: npt.ArrayLike,
+    returns_b: npt.ArrayLike,
+    *,
+    method: Literal["ledoit_wolf", "jkm"] = "ledoit_wolf",
+    alternative: Alternative = "two-sided",
+    lags: int | None = None,
+) -> SharpeDifference:
+    """Test whether two strategies traded over the same bars have equal Sharpe ratios.
+
+    With per-bar Sharpe ratios ``SR_a``, ``SR_b``, return correlation ``rho`` and ``n`` paired bars:
+
+    ``"jkm"`` (Jobson & Korkie, 1981, corrected by Memmel, 2003), for iid normal returns::
+
+        Var(SR_a - SR_b) = (2 (1 - rho) + (SR_a^2 + SR_b^2 - 2 SR_a SR_b rho^2) / 2) / n
+
+    ``"ledoit_wolf"`` (Ledoit & Wolf, 2008): the difference is a smooth function of
+    ``v = (mean_a, mean_b, E[r_a^2], E[r_b^2])``; its variance is ``grad' Psi grad / n`` with ``Psi`` the
+    Newey-West (Bartlett kernel) long-run covariance of the moment series, times ``n / (n - 4)`` for the four
+    estimated moments. It stays valid under fat tails, skew, volatility clustering and autocorrelation,
+    where the JKM test rejects too often.
+
+    Parameters
+    ----------
+    returns_a, returns_b
+        Simple returns per bar of the two strategies over the same bars, shape ``(n,)`` each.
+    method
+        ``"ledoit_wolf"`` (default) or ``"jkm"``.
+    alternative
+        ``"two-sided"`` (H1: the Sharpe ratios differ), ``"greater"`` (H1: ``SR_a > SR_b``) or ``"less"``.
+    lags
+        Lags of the HAC covariance (``"ledoit_wolf"`` only); by default ``floor(4 (n / 100) ** (2 / 9))``.
+
+    Returns
+    -------
+    SharpeDifference
+        ``statistic`` and ``p_value`` are NaN when a Sharpe ratio is undefined (fewer than five bars, zero
+        volatility, a NaN return) or the variance estimate is not positive (identical series).
+    """
+    a, b = _pair(returns_a, returns_b)
+    alt = _alternative(alternative)
+    if method not in _SHARPE_TESTS:
+        raise ConfigError(
+            f"unknown Sharpe difference test {method!r}.{did_you_mean(str(method), _SHARPE_TESTS)} Choose "
+            f"one of {', '.join(map(repr, _SHARPE_TESTS))}."
+        )
+    if lags is not None:
+        _positive_int(lags, "lags", "HAC lags for the Ledoit-Wolf test, or None for the plug-in", minimum=0)
+    n = int(a.size)
+    sr_a, sr_b = sharpe_ratio(a, periods_per_year=1), sharpe_ratio(b, periods_per_year=1)
+    diff = sr_a - sr_b
+    rho = math.nan
+    if n >= 2 and not (math.isnan(sr_a) or math.isnan(sr_b)):
+        rho = float(np.corrcoef(a, b)[0, 1])
+    variance = math.nan
+    if n >= 5 and not math.isnan(rho):
+        if method == "jkm":
+            variance = (2.0 * (1.0 - rho) + 0.5 * (sr_a**2 + sr_b**2 - 2.0 * sr_a * sr_b * rho**2)) / n
+        else:
+            variance = _ledoit_wolf_variance(a, b, _newey_west_lags(n) if lags is None else int(lags))
+    # A difference of identical series has a variance at rounding level; call it undefined, not infinite.
+    defined = variance > 1e-20 * max(1.0, sr_a * sr_a + sr_b * sr_b)
+    se = math.sqrt(variance) if defined else math.nan
+    z = diff / se if defined else math.nan
+    return SharpeDifference(diff, sr_a, sr_b, z, _p_from_z(z, alt), se, rho, n, method, alt)
+
+
+def _ledoit_wolf_variance(a: np.ndarray, b: np.ndarray, lags: int) -> float:
+    n = a.size
+    mu_a, mu_b = float(np.mean(a)), float(np.mean(b))
+    g_a, g_b = float(np.mean(a * a)), float(np.mean(b * b))
+    var_a, var_b = g_a - mu_a * mu_a, g_b - mu_b * mu_b
+    if not (var_a > 0.0 and var_b > 0.0):
+        return math.nan
+    grad = np.array([g_a / var_a**1.5, -g_b / var_b**1.5, -0.5 * mu_a / var_a**1.5, 0.5 * mu_b / var_b**1.5])
+    y = np.column_stack([a - mu_a, b - mu_b, a * a - g_a, b * b - g_b])
+    psi = y.T @ y / n
+    for k in range(1, min(lags, n - 1) + 1):
+        gamma = y[k:].T @ y[:-k] / n
+        psi += (1.0 - k / (lags + 1.0)) * (gamma + gamma.T)
+    psi *= n / (n - 4.0)
+    return float(grad @ psi @ grad) / n
+
+
+def _row_sharpes(m: np.ndarray) -> np.ndarray:
+    std = np.std(m, axis=1, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.mean(m, axis=1) / std
+    out[~(std > 0.0)] = np.nan
+    return out
+
+
+def paired_bootstrap_sharpe_difference(
+    returns_a: npt.ArrayLike,
+    returns_b: npt.ArrayLike,
+    *,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    block_length: int | None = None,
+    alternative: Alternative = "two-sided",
+    seed: int | np.random.Generator | None = 0,
+) -> BootstrapSharpeDifference:
+    """Stationary block bootstrap of the difference of two strategies' per-bar Sharpe ratios.
+
+    Each resample draws the same blocks of bars for both series (the pairs stay together, so their
+    correlation is kept) with the stationary bootstrap of Politis & Romano (1994), as
+    :func:`bootstrap_confidence_interval` does for one series. The interval is the percentile interval of
+    the resampled differences ``d*``; the p-value compares the estimate ``d`` with the bootstrap
+    distribution of ``d* - d``, which stands in for the distribution of the estimate's error under H0:
+    two-sided ``(1 + #{|d* - d| >= |d|}) / (B + 1)``, ``"greater"`` (H1: ``SR_a > SR_b``)
+    ``(1 + #{d* - d >= d}) / (B + 1)``, ``"less"`` ``(1 + #{d* - d <= d}) / (B + 1)``.
+
+    Parameters
+    ----------
+    returns_a, returns_b
+        Simple returns per bar over the same bars, shape ``(n,)`` each.
+    n_resamples
+        Number of resamples ``B``.
+    confidence
+        Nominal coverage of the interval, strictly between 0 and 1.
+    block_length
+        Mean block length in bars; by default ``round(n ** (1/3))``. Capped at ``n``.
+    alternative
+        ``"two-sided"``, ``"greater"`` or ``"less"``.
+    seed
+        Seed or generator of the resampling; the default 0 makes the result reproducible.
+
+    Returns
+    -------
+    BootstrapSharpeDifference
+        Everything NaN (no samples) for fewer than five bars, a NaN return or an undefined Sharpe ratio.
+    """
+    a, b = _pair(returns_a, returns_b)
+    alt = _alternative(alternative)
+    k_total = _positive_int(n_resamples, "n_resamples", "how many bootstrap resamples to draw, e.g. 2000")
+    conf = _real(confidence, "confidence", "the nominal coverage, e.g. 0.95")
+    if not 0.0 < conf < 1.0:
+        raise ConfigError(
+            f"confidence must lie strictly between 0 and 1 (0.95 for 95 %), got {confidence!r}."
+        )
+    if block_length is not None:
+        _positive_int(block_length, "block_length", "the mean block length in bars, or None for n ** (1/3)")
+    n = int(a.size)
+    length = max(1, round(n ** (1.0 / 3.0))) if block_length is None else min(int(block_length), max(n, 1))
+    diff = sharpe_ratio(a, periods_per_year=1) - sharpe_ratio(b, periods_per_year=1) if n >= 2 else math.nan
+    if n < 5 or math.isnan(diff):
+        return BootstrapSharpeDifference(
+            math.nan, math.nan, math.nan, math.nan, conf, length, alt, np.empty(0)
+        )
+    rng = np.random.default_rng(seed)
+    samples = np.empty(k_total)
+    step = max(1, _CHUNK_ELEMENTS // (2 * n))
+    for lo in range(0, k_total, step):
+        k = min(step, k_total - lo)
+        idx = _stationary_indices(rng, k, n, length)
+        samples[lo : lo + k] = _row_sharpes(a[idx]) - _row_sharpes(b[idx])
+    finite = samples[~np.isnan(samples)]
+    if finite.size == 0:
+        return BootstrapSharpeDifference(diff, math.nan, math.nan, math.nan, conf, length, alt, samples)
+    alpha = (1.0 - conf) / 2.0
+    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
+    centred = finite - diff
+    if alt == "greater":
+        hits = int(np.count_nonzero(centred >= diff))
+    elif alt == "less":
+        hits = int(np.count_nonzero(centred <= diff))
+    else:
+        hits = int(np.count_nonzero(np.abs(centred) >= abs(diff)))
+    p = (1.0 + hits) / (finite.size + 1.0)
+    return BootstrapSharpeDifference(diff, float(low), float(high), p, conf, length, alt, samples)
+
+
+def sharpe_difference_sample_size(
+    returns_a: npt.ArrayLike,
+    returns_b: npt.ArrayLike,
+    *,
+    difference: float | None = None,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    alternative: Alternative = "two-sided",
+) -> float:
+    """Paired bars needed to detect a per-bar Sharpe-ratio difference with the given power.
+
+    ``n = V * (z_{1 - alpha'} + z_{power}) ** 2 / difference ** 2``, with ``alpha' = alpha / 2`` for a
+    two-sided test (``alpha`` otherwise) and ``V = 2 (1 - rho) + (SR_a^2 + SR_b^2 - 2 SR_a SR_b rho^2) / 2``
+    the per-bar variance of the difference under iid normal returns (Memmel, 2003), at the Sharpe ratios and
+    correlation estimated from the two series. Fat tails and autocorrelation raise the true figure; read it
+    as a lower bound.
+
+    Parameters
+    ----------
+    returns_a, returns_b
+        Simple returns per bar over the same bars, shape ``(n,)`` each (the pilot sample).
+    difference
+        The per-bar Sharpe difference to detect; by default the observed one, ``SR_a - SR_b``.
+    alpha
+        Significance level of the test, in (0, 1).
+    power
+        Probability of detecting ``difference`` when it is real, in (0, 1).
+    alternative
+        ``"two-sided"``, ``"greater"`` or ``"less"``.
+
+    Returns
+    -------
+    float
+        Bars, rounded up; ``inf`` for a zero difference, NaN when a Sharpe ratio is undefined.
+    """
+    a, b = _pair(returns_a, returns_b)
+    alt = _alternative(alternative)
+    lvl = _real(alpha, "alpha", "the significance level, e.g. 0.05")
+    pw = _real(power, "power", "the probability of detecting the difference, e.g. 0.8")
+    if not (0.0 < lvl < 1.0 and 0.0 < pw < 1.0):
+        raise ConfigError(
+            f"alpha and power must lie strictly between 0 and 1, got alpha={alpha!r}, power={power!r}."
+        )
+    sr_a, sr_b = sharpe_ratio(a, periods_per_year=1), sharpe_ratio(b, periods_per_year=1)
+    if math.isnan(sr_a) or math.isnan(sr_b):
+        return math.nan
+    rho = float(np.corrcoef(a, b)[0, 1])
+    d = sr_a - sr_b if difference is None else _real(difference, "difference", "a per-bar Sharpe difference")
+    if math.isnan(d) or math.isnan(rho):
+        return math.nan
+    if d == 0.0:
+        return math.inf
+    v = 2.0 * (1.0 - rho) + 0.5 * (sr_a**2 + sr_b**2 - 2.0 * sr_a * sr_b * rho**2)
+    z_alpha = _STANDARD_NORMAL.inv_cdf(1.0 - (lvl / 2.0 if alt == "two-sided" else lvl))
+    z_power = _STANDARD_NORMAL.inv_cdf(pw)
+    return float(math.ceil(v * (z_alpha + z_power) ** 2 / (d * d)))
+
+
+def minimum_track_record_length(
+    returns: npt.ArrayLike, benchmark_sharpe: float = 0.0, confidence: float = 0.95
+) -> float:
+    """Bars of track record needed before the Sharpe ratio beats ``benchmark_sharpe`` at ``confidence``.
+
+    The MinTRL of Bailey & López de Prado (2012):
+    ``1 + (1 - skew SR + (kurt - 1) / 4 SR^2) (z_confidence / (SR - SR*)) ^ 2`` with the per-bar ``SR``,
+    its skewness and (non-excess) kurtosis: the length at which the :func:`probabilistic_sharpe_ratio`
+    would reach ``confidence`` if the moments stayed as observed.
+
+    Parameters
+    ----------
+    returns
+        Simple returns per bar, shape ``(n,)``.
+    benchmark_sharpe
+        Per-bar Sharpe ratio to beat (see :func:`per_period_sharpe`).
+    confidence
+        Required probability, in (0, 1).
+
+    Returns
+    -------
+    float
+        Bars; ``inf`` when the Sharpe ratio does not exceed the benchmark, NaN as for the PSR.
+    """
+    r = _vector(returns, "returns")
+    bench = _real(benchmark_sharpe, "benchmark_sharpe", "a per-bar Sharpe ratio; 0.0 by default")
+    conf = _real(confidence, "confidence", "the required probability, e.g. 0.95")
+    if not 0.0 < conf < 1.0:
+        raise ConfigError(f"confidence must lie strictly between 0 and 1, got {confidence!r}.")
+    sr = sharpe_ratio(r, periods_per_year=1)
+    if math.isnan(sr) or math.isnan(bench):
+        return math.nan
+    skew, kurt = _skewness_kurtosis(r)
+    if math.isnan(skew):
+        return math.nan
+    if sr <= bench:
+        return math.inf
+    z = _STANDARD_NORMAL.inv_cdf(conf)
+    return 1.0 + (1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr * sr) * (z / (sr - bench)) ** 2
+
+
+# --------------------------------------------------------------------------------------- distribution drift
+
+
+class KolmogorovSmirnov(NamedTuple):
+    """The two-sample Kolmogorov-Smirnov test, from :func:`ks_two_sample`."""
+
+    statistic: float
+    """``D = sup_x |F_a(x) - F_b(x)|`` of the two empirical CDFs, in [0, 1]."""
+    p_value: float
+    """Asymptotic two-sided p-value, ``Q_KS(sqrt(n_a n_b / (n_a + n_b)) D)``."""
+    n_a: int
+    """Size of the first sample."""
+    n_b: int
+    """Size of the second sample."""
+
+
+def _kolmogorov_sf(x: float) -> float:
+    # P(K > x) of the Kolmogorov distribution. The alternating series converges fast for large x; for small x
+    # use the Jacobi theta form, which converges fast there (both to 1e-16 with a handful of terms).
+    if x <= 0.0:
+        return 1.0
+    if x < 1.18:
+        w = math.pi * math.pi / (8.0 * x * x)
+        cdf = math.sqrt(2.0 * math.pi) / x * sum(math.exp(-((2 * k - 1) ** 2) * w) for k in range(1, 9))
+        return min(1.0, max(0.0, 1.0 - cdf))
+    total = sum((-1) ** (k - 1) * math.exp(-2.0 * k * k * x * x) for k in range(1, 101))
+    return min(1.0, max(0.0, 2.0 * total))
+
+
+def ks_two_sample(sample_a: npt.ArrayLike, sample_b: npt.ArrayLike) -> KolmogorovSmirnov:
+    """Two-sample Kolmogorov-Smirnov test that two samples come from the same continuous distribution.
+
+    ``D`` is the largest gap between the empirical CDFs, taken over every value of the pooled sample; the
+    p-value is the asymptotic one, ``P(K > sqrt(n_a n_b / (n_a + n_b)) D)`` with ``K`` the Kolmogorov
+    distribution (as ``scipy.stats.kstwobign``), accurate to about 0.01 from a few dozen values per sample.
+
+    Parameters
+    ----------
+    sample_a, sample_b
+        The two samples, shapes ``(n_a,)`` and ``(n_b,)`` (they need not be the same length).
+
+    Returns
+    -------
+    KolmogorovSmirnov
+        ``statistic`` and ``p_value`` are NaN for an empty sample or a NaN value (drop non-finite values
+        first and report how many there were).
+    """
+    a = np.sort(_vector(sample_a, "sample_a"))
+    b = np.sort(_vector(sample_b, "sample_b"))
+    n_a, n_b = int(a.size), int(b.size)
+    if n_a == 0 or n_b == 0 or np.isnan(a).any() or np.isnan(b).any():
+        return KolmogorovSmirnov(math.nan, math.nan, n_a, n_b)
+    pooled = np.concatenate([a, b])
+    cdf_a = np.searchsorted(a, pooled, side="right") / n_a
+    cdf_b = np.searchsorted(b, pooled, side="right") / n_b
+    d = float(np.max(np.abs(cdf_a - cdf_b)))
+    en = math.sqrt(n_a * n_b / (n_a + n_b))
+    return KolmogorovSmirnov(d, _kolmogorov_sf(en * d), n_a, n_b)
+
+
+def psi_bin_edges(reference: npt.ArrayLike, n_bins: int = 10) -> np.ndarray:
+    """Bin edges for :func:`population_stability_index`: quantiles of the reference sample.
+
+    Parameters
+    ----------
+    reference
+        The reference (training window) sample, shape ``(n,)``, finite.
+    n_bins
+        Number of equal-frequency bins wanted; ties in the reference merge bins, so a feature with few
+        distinct values gets fewer.
+
+    Returns
+    -------
+    ndarray
+        Shape ``(k + 1,)`` with ``k <= n_bins``: ``-inf``, the unique inner quantiles, ``+inf``.
+    """
+    r = _vector(reference, "reference")
+    bins = _positive_int(n_bins, "n_bins", "the number of equal-frequency bins, e.g. 10", minimum=2)
+    if r.size == 0 or not np.isfinite(r).all():
+        raise DataFormatError(
+            f"psi_bin_edges needs a non-empty finite reference sample, got {r.size} values of which "
+            f"{int(np.count_nonzero(~np.isfinite(r)))} are not finite; drop them first."
+        )
+    inner = np.unique(np.quantile(r, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+    return np.concatenate([[-np.inf], inner, [np.inf]])
+
+
+def population_stability_index(
+    reference: npt.ArrayLike,
+    current: npt.ArrayLike,
+    *,
+    bins: int | npt.ArrayLike = 10,
+    epsilon: float = 1e-4,
+) -> float:
+    """Population stability index of ``current`` against ``reference``.
+
+    ``PSI = sum_i (c_i - r_i) * log(c_i / r_i)`` over bins, with ``r_i`` and ``c_i`` the shares of the
+    reference and current samples in bin ``i``; a share of zero is floored at ``epsilon`` so an empty bin
+    gives a large finite term. Rules of thumb: below 0.1 stable, 0.1 to 0.25 a moderate shift, above 0.25 a
+    significant shift.
+
+    Parameters
+    ----------
+    reference
+        The reference sample (the training window), shape ``(n_ref,)``.
+    current
+        The sample to check (the live window), shape ``(n_cur,)``.
+    bins
+        The number of equal-frequency bins, cut at the reference's quantiles (:func:`psi_bin_edges`), or
+        the bin edges themselves (increasing; values outside the outer edges are counted in the outer
+        bins).
+    epsilon
+        Floor of a bin's share, > 0.
+
+    Returns
+    -------
+    float
+        ``>= 0``; NaN for an empty sample or a NaN value in either sample.
+    """
+    r = _vector(reference, "reference")
+    c = _vector(current, "current")
+    eps = _real(epsilon, "epsilon", "the floor of a bin's share, e.g. 1e-4")
+    if not 0.0 < eps < 1.0:
+        raise ConfigError(f"epsilon must lie strictly between 0 and 1, got {epsilon!r}.")
+    if r.size == 0 or c.size == 0 or np.isnan(r).any() or np.isnan(c).any():
+        return math.nan
+    if isinstance(bins, numbers.Integral) and not isinstance(bins, bool):
+        edges = psi_bin_edges(r, int(bins))
+    else:
+        edges = _vector(bins, "bins")
+        if edges.size < 2 or np.isnan(edges).any() or not np.all(np.diff(edges) > 0):
+            raise ConfigError(
+                f"bins must be an integer >= 2 or at least two strictly increasing edges, got {bins!r}."
+            )
+    # Inner edges only: values beyond the outer edges fall into the outer bins.
+    inner = edges[1:-1]
+    n_bins = inner.size + 1
+    ref_share = np.bincount(np.searchsorted(inner, r, side="right"), minlength=n_bins) / r.size
+    cur_share = np.bincount(np.searchsorted(inner, c, side="right"), minlength=n_bins) / c.size
+    ref_share = np.maximum(ref_share, eps)
+    cur_share = np.maximum(cur_share, eps)
+    return float(np.sum((cur_share - ref_share) * np.log(cur_share / ref_share)))
+
+
+__all__ += [
+    "Alternative",
+    "BootstrapSharpeDifference",
+    "KolmogorovSmirnov",
+    "SharpeDifference",
+    "ks_two_sample",
+    "minimum_track_record_length",
+    "paired_bootstrap_sharpe_difference",
+    "population_stability_index",
+    "psi_bin_edges",
+    "sharpe_difference_sample_size",
+    "sharpe_difference_test",
+]

@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from tests.data.connectors.approvals import approved
 
 from alphaloom.core.exceptions import (
     AuthenticationError,
@@ -228,9 +229,9 @@ def test_order_and_ids_are_checked() -> None:
 
     async def check() -> None:
         with pytest.raises(ConfigError, match="takes an Order"):
-            await venue.place_order({"symbol": "SPY"})  # type: ignore[arg-type]
+            await venue.place_order({"symbol": "SPY"}, None)  # type: ignore[arg-type]
         with pytest.raises(ConfigError, match="canonical"):
-            await venue.place_order(Order(symbol="btc/usd", side=Side.BUY, quantity=1, ts=T0))
+            await venue.place_order(*approved(Order(symbol="btc/usd", side=Side.BUY, quantity=1, ts=T0)))
         with pytest.raises(ConfigError, match="client_order_id"):
             await venue.cancel_order("  ")
         with pytest.raises(ConnectorError, match="no order"):
@@ -265,7 +266,7 @@ def test_non_retryable_errors_are_raised_at_once_translated() -> None:
     assert isinstance(info.value.__cause__, httpx.HTTPStatusError)
     venue = make(fail_next=[KeyError("insufficient_funds")])
     with pytest.raises(OrderRejectedError):
-        asyncio.run(venue.place_order(order()))
+        asyncio.run(venue.place_order(*approved(order())))
     assert venue.submit_calls == 1
     venue = make(fail_next=[KeyError("price")])
     with pytest.raises(ConnectorError, match="unexpected response"):
@@ -342,7 +343,7 @@ def test_place_order_is_idempotent_under_injected_timeouts() -> None:
     n = 300
 
     async def run() -> list[OrderResult]:
-        return await asyncio.gather(*(venue.place_order(order(i)) for i in range(n)))
+        return await asyncio.gather(*(venue.place_order(*approved(order(i))) for i in range(n)))
 
     results = asyncio.run(run())
     assert [r.client_order_id for r in results] == [f"cid-{i}" for i in range(n)]
@@ -357,7 +358,7 @@ def test_placing_the_same_client_id_twice_asks_the_venue_first() -> None:
     venue = make()
 
     async def run() -> tuple[OrderResult, OrderResult]:
-        return await venue.place_order(order(1)), await venue.place_order(order(1))
+        return await venue.place_order(*approved(order(1))), await venue.place_order(*approved(order(1)))
 
     first, second = asyncio.run(run())
     assert first.venue_order_id == second.venue_order_id
@@ -501,7 +502,7 @@ def test_order_settle_window_covers_a_request_still_in_flight(settle_s: float, e
     venue = LateLandingVenue(config)
 
     async def run() -> OrderResult:
-        result = await venue.place_order(order(7))
+        result = await venue.place_order(*approved(order(7)))
         await asyncio.sleep(0.1)  # let the late request land whatever happened
         return result
 

@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 from ccxt.base import errors as cx
+from tests.data.connectors.approvals import approved
 from tests.data.connectors.servers.coinbase_server import (
     AcceleratedClock,
     CdpKey,
@@ -335,12 +336,12 @@ def test_orders_carry_our_client_id_and_the_venue_deduplicates(cdp_key: CdpKey) 
 
         async def scenario() -> None:
             async with connect(server.url, cdp_secrets(cdp_key)) as cb:
-                sell = await cb.place_order(order(1))
+                sell = await cb.place_order(*approved(order(1)))
                 assert sell.status is OrderStatus.FILLED
                 assert sell.filled_quantity == pytest.approx(0.001)
                 assert sell.avg_fill_price is not None
                 assert sell.avg_fill_price > 0
-                buy = await cb.place_order(order(2, side=Side.BUY, quantity=0.01))
+                buy = await cb.place_order(*approved(order(2, side=Side.BUY, quantity=0.01)))
                 # A Coinbase market buy is sized in USD from the ask; the base amount comes back within fees.
                 assert buy.status is OrderStatus.FILLED
                 assert buy.filled_quantity == pytest.approx(0.01, rel=0.01)
@@ -364,12 +365,12 @@ def test_limit_order_lifecycle_and_rejections(cdp_key: CdpKey) -> None:
                 resting = order(
                     10, side=Side.BUY, order_type=OrderType.LIMIT, limit_price=1000.0, quantity=0.5
                 )
-                placed = await cb.place_order(resting)
+                placed = await cb.place_order(*approved(resting))
                 assert placed.status is OrderStatus.ACCEPTED
                 assert placed.venue_order_id
                 assert (await cb.get_order("t-00010")).venue_order_id == placed.venue_order_id
                 stop = order(11, order_type=OrderType.STOP_LIMIT, limit_price=900.0, stop_price=950.0)
-                assert (await cb.place_order(stop)).status is OrderStatus.ACCEPTED
+                assert (await cb.place_order(*approved(stop))).status is OrderStatus.ACCEPTED
                 cancelled = await cb.cancel_order("t-00010")
                 assert cancelled.status is OrderStatus.CANCELLED
                 # Cancelling a finished order reports its final state.
@@ -378,13 +379,17 @@ def test_limit_order_lifecycle_and_rejections(cdp_key: CdpKey) -> None:
                     await cb.get_order("never-sent")
                 creates = venue.stats.create_requests
                 with pytest.raises(OrderRejectedError, match="Insufficient balance"):
-                    await cb.place_order(order(12, quantity=500.0))
+                    await cb.place_order(*approved(order(12, quantity=500.0)))
                 with pytest.raises(OrderRejectedError, match="time_in_force='day'"):
                     await cb.place_order(
-                        order(13, order_type=OrderType.LIMIT, limit_price=1e6, time_in_force=TimeInForce.DAY)
+                        *approved(
+                            order(
+                                13, order_type=OrderType.LIMIT, limit_price=1e6, time_in_force=TimeInForce.DAY
+                            )
+                        )
                     )
                 with pytest.raises(OrderRejectedError, match="stop limit orders"):
-                    await cb.place_order(order(14, order_type=OrderType.STOP, stop_price=100.0))
+                    await cb.place_order(*approved(order(14, order_type=OrderType.STOP, stop_price=100.0)))
                 assert venue.stats.create_requests == creates + 1  # rejections are never retried
 
         run(scenario)
@@ -399,7 +404,7 @@ def test_an_order_is_found_by_client_id_deep_in_the_order_list(cdp_key: CdpKey) 
             async with connect(server.url, cdp_secrets(cdp_key)) as sender:
                 for i in range(120):
                     await sender.place_order(
-                        order(i, side=Side.BUY, order_type=OrderType.LIMIT, limit_price=1000.0)
+                        *approved(order(i, side=Side.BUY, order_type=OrderType.LIMIT, limit_price=1000.0))
                     )
             listed = venue.stats.paths["/api/v3/brokerage/orders/historical/batch"]
             async with connect(server.url, cdp_secrets(cdp_key), order_page_size=50) as other:
@@ -417,7 +422,9 @@ def test_account_and_positions_spot_and_perpetual(cdp_key: CdpKey) -> None:
 
         async def scenario() -> None:
             async with connect(server.url, cdp_secrets(cdp_key)) as cb:
-                perp = await cb.place_order(order(20, symbol="BTCUSD-PERP", side=Side.BUY, quantity=0.05))
+                perp = await cb.place_order(
+                    *approved(order(20, symbol="BTCUSD-PERP", side=Side.BUY, quantity=0.05))
+                )
                 assert perp.status is OrderStatus.FILLED
                 assert perp.filled_quantity == pytest.approx(0.05)  # 5 contracts of 0.01 BTC
                 account = await cb.get_account()
@@ -451,7 +458,7 @@ def test_legacy_hmac_keys_are_signed_too() -> None:
         async def scenario() -> None:
             secrets = StaticSecretProvider(api_key=key.key, api_secret=key.secret)
             async with connect(server.url, secrets) as cb:
-                assert (await cb.place_order(order(30))).status is OrderStatus.FILLED
+                assert (await cb.place_order(*approved(order(30)))).status is OrderStatus.FILLED
                 assert (await cb.get_account()).cash > 0
 
         run(scenario)
@@ -508,7 +515,7 @@ def test_secrets_never_reach_logs_reprs_or_errors(caplog: pytest.LogCaptureFixtu
             secrets = StaticSecretProvider(api_key=wrong.key, api_secret=wrong.secret)
             async with connect(server.url, secrets, retry=ONCE) as cb:
                 errors: list[BaseException] = []
-                for call in (cb.get_account, cb.get_positions, lambda: cb.place_order(order(40))):
+                for call in (cb.get_account, cb.get_positions, lambda: cb.place_order(*approved(order(40)))):
                     with pytest.raises(AuthenticationError) as info:
                         await call()
                     errors.append(info.value)
@@ -534,7 +541,7 @@ def test_a_cdp_key_never_appears_in_debug_logs(cdp_key: CdpKey, caplog: pytest.L
         async def scenario() -> None:
             async with connect(server.url, cdp_secrets(cdp_key)) as cb:
                 await cb.get_account()
-                await cb.place_order(order(41))
+                await cb.place_order(*approved(order(41)))
 
         run(scenario)
     assert "Bearer ***" in caplog.text
@@ -685,7 +692,7 @@ def test_orders_under_faults_are_placed_exactly_once(
                     else:
                         o = order(i)
                     async with slots:
-                        return await cb.place_order(o)
+                        return await cb.place_order(*approved(o))
 
                 results = await asyncio.gather(*(place(i) for i in range(n_orders)), return_exceptions=True)
                 health = cb.health()

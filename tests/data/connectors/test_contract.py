@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
+import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -27,8 +30,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.data.connectors.approvals import approved
 
-from alphaloom.core.exceptions import ConfigError, ConnectorError
+from alphaloom.core.approval import order_digest
+from alphaloom.core.exceptions import ConfigError, ConnectorError, RiskLimitError
 from alphaloom.core.resilience import BreakerState, RetryPolicy
 from alphaloom.core.types import (
     BAR_COLUMNS,
@@ -341,11 +346,11 @@ def test_orders_round_trip_and_are_idempotent(run_case: Runner) -> None:
     async def body(case: ContractCase) -> None:
         c = case.connector
         o = _order(case, order_type=OrderType.LIMIT, limit_price=case.far_limit_price)
-        placed = await c.place_order(o)
+        placed = await c.place_order(*approved(o))
         assert isinstance(placed, OrderResult)
         assert placed.client_order_id == o.client_order_id
         assert placed.status in (OrderStatus.NEW, OrderStatus.ACCEPTED)
-        again = await c.place_order(o)  # the same client id must not create a second order
+        again = await c.place_order(*approved(o))  # the same client id must not create a second order
         assert again.client_order_id == o.client_order_id
         assert again.venue_order_id == placed.venue_order_id
         fetched = await c.get_order(o.client_order_id)
@@ -355,6 +360,40 @@ def test_orders_round_trip_and_are_idempotent(run_case: Runner) -> None:
         assert (await c.get_order(o.client_order_id)).status is OrderStatus.CANCELLED
         with pytest.raises(ConnectorError):
             await c.get_order("al-does-not-exist")
+
+    run_case(body)
+
+
+def test_orders_without_a_valid_risk_approval_never_reach_the_venue(run_case: Runner) -> None:
+    async def body(case: ContractCase) -> None:
+        c = case.connector
+        o = _order(case, order_type=OrderType.LIMIT, limit_price=case.far_limit_price)
+        other, other_approval = approved(_order(case))
+        _, good = approved(o)
+        bigger = o.model_copy(update={"quantity": o.quantity * 10})  # same client id, changed after approval
+        key = b"k" * 32
+        forged_sig = hmac.new(key, o.client_order_id.encode(), hashlib.sha256).hexdigest()
+        before = c.health().total_successes + c.health().total_failures
+        attempts = [
+            (o, None, "no risk approval"),
+            (o, "approved", "expected a RiskApproval"),
+            (o, other_approval, "is for order"),
+            (o, dataclasses.replace(good, signature=forged_sig), "invalid signature"),
+            (o, dataclasses.replace(good, order_digest=order_digest(other)), "invalid signature"),
+            (o, dataclasses.replace(good, decision_id="made-up"), "invalid signature"),
+            (bigger, good, "differs from the order the risk manager approved"),
+        ]
+        for order, approval, message in attempts:
+            with pytest.raises(RiskLimitError, match=message) as info:
+                await c.place_order(order, approval)  # type: ignore[arg-type]
+            assert info.value.limit == "approval"
+        # Nothing reached the venue: no hook ran, and the venue has no order under that client id.
+        assert c.health().total_successes + c.health().total_failures == before
+        with pytest.raises(ConnectorError):
+            await c.get_order(o.client_order_id)
+        placed = await c.place_order(o, good)  # the genuine approval still works
+        assert placed.client_order_id == o.client_order_id
+        await c.cancel_order(o.client_order_id)
 
     run_case(body)
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import httpx
 import pandas as pd
 import pytest
+from tests.data.connectors.approvals import approved
 from tests.data.connectors.servers import LocalServer
 from tests.data.connectors.servers.faults import FaultInjector, FaultKind, FaultPlan
 from tests.data.connectors.servers.oanda_server import OandaVenue, OandaVenueConfig, parse_time
@@ -293,8 +294,8 @@ def test_market_order_fills_at_the_ask_with_our_client_id(
     async def main() -> tuple[Any, Any, Any]:
         async with make_connector(server, token) as oanda:
             return (
-                await oanda.place_order(buy),
-                await oanda.place_order(sell),
+                await oanda.place_order(*approved(buy)),
+                await oanda.place_order(*approved(sell)),
                 await oanda.get_order(buy.client_order_id),
             )
 
@@ -322,7 +323,7 @@ def test_limit_stop_and_stop_limit_orders_rest_and_cancel(
 
     async def main() -> dict[str, Any]:
         async with make_connector(server, token) as oanda:
-            placed = [await oanda.place_order(o) for o in (limit, stop, stop_limit)]
+            placed = [await oanda.place_order(*approved(o)) for o in (limit, stop, stop_limit)]
             got = await oanda.get_order(limit.client_order_id)
             cancelled = await oanda.cancel_order(limit.client_order_id)
             again = await oanda.cancel_order(limit.client_order_id)
@@ -353,7 +354,7 @@ def test_cancelling_a_filled_order_returns_it_and_unknown_ids_are_errors(
 
     async def main() -> Any:
         async with make_connector(server, token) as oanda:
-            await oanda.place_order(buy)
+            await oanda.place_order(*approved(buy))
             result = await oanda.cancel_order(buy.client_order_id)
             with pytest.raises(ConnectorError, match="no order with client_order_id"):
                 await oanda.get_order("al-unknown")
@@ -369,7 +370,7 @@ def test_rejections_are_not_retried(served: tuple[OandaVenue, LocalServer], toke
 
     async def main() -> None:
         async with make_connector(server, token) as oanda:
-            await oanda.place_order(order(quantity=0.5))
+            await oanda.place_order(*approved(order(quantity=0.5)))
 
     with pytest.raises(OrderRejectedError, match="UNITS_INVALID"):
         run(main)
@@ -384,12 +385,12 @@ def test_place_order_is_idempotent_on_the_client_id(
 
     async def main() -> tuple[Any, Any, Any]:
         async with make_connector(server, token) as first:
-            a = await first.place_order(market)
-            b = await first.place_order(market)  # same connector: looked up, not re-sent
-            await first.place_order(resting)
+            a = await first.place_order(*approved(market))
+            b = await first.place_order(*approved(market))  # same connector: looked up, not re-sent
+            await first.place_order(*approved(resting))
         # A fresh connector (a restarted process) re-sends; the venue refuses the pending id, we find it.
         async with make_connector(server, token) as second:
-            c = await second.place_order(resting)
+            c = await second.place_order(*approved(resting))
         return a, b, c
 
     a, b, c = run(main)
@@ -405,9 +406,9 @@ def test_positions_and_account(served: tuple[OandaVenue, LocalServer], token: st
     async def main() -> tuple[Any, Any, Any]:
         async with make_connector(server, token) as oanda:
             empty = await oanda.get_positions()
-            await oanda.place_order(order(quantity=1000))
-            await oanda.place_order(order(quantity=3000))
-            await oanda.place_order(order("USDJPY", "sell", 200))
+            await oanda.place_order(*approved(order(quantity=1000)))
+            await oanda.place_order(*approved(order(quantity=3000)))
+            await oanda.place_order(*approved(order("USDJPY", "sell", 200)))
             return empty, await oanda.get_positions(), await oanda.get_account()
 
     empty, positions, account = run(main)
@@ -628,7 +629,7 @@ def test_place_order_under_faults_creates_no_duplicates(
 
                 async def place(o: Order) -> Any:
                     async with gate:
-                        return await oanda.place_order(o)
+                        return await oanda.place_order(*approved(o))
 
                 results = await asyncio.gather(*(place(o) for o in orders))
                 return results, oanda.health()
@@ -714,7 +715,7 @@ def test_token_never_appears_in_logs_reprs_or_errors(
                 for _ in range(20):
                     try:
                         await oanda.get_account()
-                        await oanda.place_order(order())
+                        await oanda.place_order(*approved(order()))
                     except ConnectorError as exc:
                         messages.append(f"{exc!r} {exc}")
             async with make_connector(server, "tok-" + secrets.token_hex(8)) as bad:

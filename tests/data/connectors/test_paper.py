@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.data.connectors.approvals import approved
 
 from alphaloom.backtest.costs import CostModel
 from alphaloom.core.clock import LiveClock, SimulatedClock
@@ -143,7 +144,7 @@ def test_market_limit_and_stop_orders_fill_by_the_rules_on_real_bars() -> None:
                     stop_price=round(bar.close * 0.97, 2), ts=now,
                 )  # fmt: skip
                 for o in placed.values():
-                    assert (await exchange.place_order(o)).status is OrderStatus.ACCEPTED
+                    assert (await exchange.place_order(*approved(o))).status is OrderStatus.ACCEPTED
 
     asyncio.run(run())
     fills = {f.client_order_id: f for f in exchange.fills}
@@ -172,7 +173,7 @@ def test_partial_fills_and_latency() -> None:
     o = buy(150, START)
 
     async def run() -> None:
-        result = await exchange.place_order(o)
+        result = await exchange.place_order(*approved(o))
         assert result.status is OrderStatus.NEW  # waiting out its latency
         exchange.run(6)
 
@@ -200,7 +201,9 @@ def test_account_and_positions_reconcile_with_fills() -> None:
             now = exchange.clock.now()
             if k % 6 == 0:
                 side = Side.BUY if (k // 6) % 3 else Side.SELL
-                await exchange.place_order(Order(symbol=bar.symbol, side=side, quantity=7 + k % 5, ts=now))
+                await exchange.place_order(
+                    *approved(Order(symbol=bar.symbol, side=side, quantity=7 + k % 5, ts=now))
+                )
 
     asyncio.run(run())
     fills: Sequence[Fill] = exchange.fills
@@ -227,14 +230,14 @@ def test_cancel_and_rejections() -> None:
         exchange.run(2)
         now = exchange.clock.now()
         far = buy(1, now, order_type=OrderType.LIMIT, limit_price=1.0)
-        await exchange.place_order(far)
+        await exchange.place_order(*approved(far))
         exchange.run(1)
         cancelled = await exchange.cancel_order(far.client_order_id)
         assert cancelled.status is OrderStatus.CANCELLED
         with pytest.raises(OrderRejectedError, match="Did you mean 'SPY'"):
-            await exchange.place_order(Order(symbol="SPX", side=Side.BUY, quantity=1, ts=now))
+            await exchange.place_order(*approved(Order(symbol="SPX", side=Side.BUY, quantity=1, ts=now)))
         with pytest.raises(OrderRejectedError, match="max_leverage"):
-            await exchange.place_order(buy(10_000, now))
+            await exchange.place_order(*approved(buy(10_000, now)))
         with pytest.raises(UnknownSymbolError, match="Did you mean"):
             await exchange.get_historical_data("SPYY", "1d", START, END)
         with pytest.raises(ConfigError, match="holds 1d bars"):
@@ -272,7 +275,7 @@ def test_orders_under_injected_faults_are_never_duplicated() -> None:
         exchange.run(3)
         now = exchange.clock.now()
         orders = [buy(1 + i % 3, now, client_order_id=f"ord-{i}") for i in range(n)]
-        results = await asyncio.gather(*(exchange.place_order(o) for o in orders))
+        results = await asyncio.gather(*(exchange.place_order(*approved(o)) for o in orders))
         assert [r.client_order_id for r in results] == [o.client_order_id for o in orders]
         exchange.run(5)
 
@@ -319,7 +322,9 @@ def test_replays_are_deterministic() -> None:
             async for _ in exchange.get_real_time_data(["SPY"]):
                 i += 1
                 if i % 4 == 0:
-                    await exchange.place_order(buy(40 + i, exchange.clock.now(), client_order_id=f"d-{i}"))
+                    await exchange.place_order(
+                        *approved(buy(40 + i, exchange.clock.now(), client_order_id=f"d-{i}"))
+                    )
 
         asyncio.run(run())
         return [(f.fill_id, f.quantity, f.price, f.fee) for f in exchange.fills]

@@ -23,6 +23,7 @@ import httpx
 import pandas as pd
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tests.data.connectors.approvals import approved
 from tests.data.connectors.servers import LocalServer
 from tests.data.connectors.servers.faults import FaultInjector, FaultKind, FaultPlan
 from tests.data.connectors.servers.robinhood_server import (
@@ -204,7 +205,7 @@ def test_stock_symbols_without_the_opt_in_fail_before_any_request(
             with pytest.raises(ConfigError, match="enable_unofficial_equities"):
                 await rh.get_historical_data("SPY", "1d", VENUE_NOW - timedelta(days=30), VENUE_NOW)
             with pytest.raises(ConfigError, match="enable_unofficial_equities"):
-                await rh.place_order(order("AAPL", quantity=1))
+                await rh.place_order(*approved(order("AAPL", quantity=1)))
             with pytest.raises(ConfigError, match="enable_unofficial_equities"):
                 async for _ in rh.get_real_time_data(["MSFT"]):
                     pass
@@ -295,7 +296,7 @@ def test_crypto_orders_of_every_type(served: tuple[RobinhoodVenue, LocalServer],
 
     async def main() -> dict[str, Any]:
         async with make_connector(server, keys) as rh:
-            placed = [await rh.place_order(o) for o in (market, limit, stop, stop_limit)]
+            placed = [await rh.place_order(*approved(o)) for o in (market, limit, stop, stop_limit)]
             got = await rh.get_order(market.client_order_id)
             cancelled = await rh.cancel_order(limit.client_order_id)
             again = await rh.cancel_order(limit.client_order_id)
@@ -337,9 +338,11 @@ def test_crypto_rejections_and_unknown_orders(served: tuple[RobinhoodVenue, Loca
     async def main() -> None:
         async with make_connector(server, keys) as rh:
             with pytest.raises(OrderRejectedError, match="Insufficient holdings"):
-                await rh.place_order(order(side="sell", quantity=5))
+                await rh.place_order(*approved(order(side="sell", quantity=5)))
             with pytest.raises(OrderRejectedError, match="good-till-cancelled"):
-                await rh.place_order(order(order_type="limit", limit_price=1.0, time_in_force="day"))
+                await rh.place_order(
+                    *approved(order(order_type="limit", limit_price=1.0, time_in_force="day"))
+                )
             with pytest.raises(ConnectorError, match="no order with client_order_id"):
                 await rh.get_order("al-never-sent")
             with pytest.raises(OrderRejectedError, match="no order with client id"):
@@ -359,7 +362,7 @@ def test_lookups_follow_pagination_and_positions_carry_cost(
 
     async def main() -> tuple[Any, Any, Any]:
         async with make_connector(server, keys) as rh:
-            results = [await rh.place_order(o) for o in [*buys, sell]]
+            results = [await rh.place_order(*approved(o)) for o in [*buys, sell]]
         async with make_connector(server, keys) as fresh:  # knows none of the ids: lists to find them
             found = [await fresh.get_order(o.client_order_id) for o in buys]
             return results, found, (await fresh.get_positions(), await fresh.get_account())
@@ -455,14 +458,14 @@ def test_stock_and_option_orders_positions_and_chain(
 
     async def main() -> dict[str, Any]:
         async with make_connector(server, keys, enable_unofficial_equities=True, token=True) as rh:
-            stock = [await rh.place_order(o) for o in (buy, limit, stop_limit)]
+            stock = [await rh.place_order(*approved(o)) for o in (buy, limit, stop_limit)]
             cancelled = await rh.cancel_order(limit.client_order_id)
             chain = await rh.get_option_chain("AAPL", "2024-04-19")
             contract = chain.iloc[0]
             option = order(contract.symbol, quantity=2, order_type="limit", limit_price=float(contract.ask))
             with pytest.raises(OrderRejectedError, match="limit orders"):
-                await rh.place_order(order(contract.symbol, quantity=1))
-            placed = await rh.place_order(option)
+                await rh.place_order(*approved(order(contract.symbol, quantity=1)))
+            placed = await rh.place_order(*approved(option))
             return {
                 "stock": stock,
                 "cancelled": cancelled,
@@ -585,7 +588,7 @@ def test_place_order_under_faults_creates_no_duplicates(
 
                 async def place(o: Order) -> Any:
                     async with gate:
-                        return await rh.place_order(o)
+                        return await rh.place_order(*approved(o))
 
                 results = await asyncio.gather(*(place(o) for o in orders))
                 return results, rh.health()
@@ -678,8 +681,8 @@ def test_keys_never_appear_in_logs_reprs_or_errors(
                 messages.extend([repr(rh), repr(rh.secrets), repr(rh.health()), repr(rh.config)])
                 for i in range(15):
                     try:
-                        await rh.place_order(order(quantity=0.001))
-                        await rh.place_order(order("SPY", quantity=1))
+                        await rh.place_order(*approved(order(quantity=0.001)))
+                        await rh.place_order(*approved(order("SPY", quantity=1)))
                         await rh.get_account()
                     except ConnectorError as exc:
                         messages.append(f"{exc!r} {exc} {i}")

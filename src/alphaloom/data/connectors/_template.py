@@ -5,8 +5,10 @@ Every hook below raises :class:`NotImplementedError` on purpose. To add a venue:
 1. Copy this file to ``alphaloom/data/connectors/<venue>.py`` and rename ``TemplateConnector`` and
    ``TemplateConfig``.
 2. Fill the **required** hooks. The base class (:class:`~alphaloom.data.connectors.base.ExchangeConnector`)
-   already validates every argument, rate-limits, retries with backoff, runs the circuit breaker, makes
-   ``place_order`` idempotent and reconnects/backfills/de-duplicates streams: do none of that here.
+   already validates every argument, verifies the risk manager's approval of every order before
+   ``_submit_order`` can run, rate-limits, retries with backoff, runs the circuit breaker, makes
+   ``place_order`` idempotent and reconnects/backfills/de-duplicates streams: do none of that here (and never
+   override ``place_order``: that would skip the risk check).
 3. Override the **optional** hooks where the venue needs them (symbol mapping, error translation, cleanup).
 4. Register the class: ``CONNECTORS`` in ``base.py`` for a built-in venue, or
    ``register_connector("<venue>", "package.module:Class")`` for a plug-in.

@@ -15,8 +15,10 @@ What the base class guarantees for every connector:
 - Every exception that is not already an :class:`~alphaloom.core.exceptions.AlphaloomError` is translated at
   the boundary: first by the connector's ``_translate_error``, then by generic rules for timeouts, network
   errors, httpx status errors and malformed responses, raised ``from`` the original.
-- ``place_order`` is idempotent on ``client_order_id``: after a failed attempt the venue is asked
-  (``_find_order``) before the order is sent again, so one client id never becomes two venue orders.
+- ``place_order`` sends nothing without the risk manager's approval of exactly that order
+  (:mod:`alphaloom.core.approval`), and is idempotent on ``client_order_id``: after a failed attempt the
+  venue is asked (``_find_order``) before the order is sent again, so one client id never becomes two venue
+  orders.
 - ``get_real_time_data`` reconnects with backoff when the stream drops, backfills missed bars from history and
   never yields the same (symbol, kind, ts) twice.
 """
@@ -43,6 +45,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 import pandas as pd
 from pydantic import Field, field_validator
 
+from alphaloom.core.approval import RiskApproval, verify_approval
 from alphaloom.core.clock import Clock, LiveClock
 from alphaloom.core.config import ComponentConfig
 from alphaloom.core.exceptions import (
@@ -546,14 +549,28 @@ class ExchangeConnector(ABC):
             self._check_open()
             self._stream_reconnects += 1
 
-    async def place_order(self, order: Order) -> OrderResult:
+    async def place_order(self, order: Order, approval: RiskApproval) -> OrderResult:
         """Send ``order`` to the venue, exactly once per ``order.client_order_id``.
+
+        The order must carry the risk manager's approval of exactly this order: it is verified
+        (:func:`~alphaloom.core.approval.verify_approval`) before anything else, so an unapproved order never
+        reaches the venue. Call :meth:`RiskManager.submit <alphaloom.risk.manager.RiskManager.submit>`
+        rather than this method: it checks the order and passes the approval on.
 
         After a failed attempt (timeout, 5xx), and for a client id this connector has sent before, the venue
         is first asked for the order (``_find_order``); only if it has none is the order sent again.
 
+        Parameters
+        ----------
+        order
+            The order to send.
+        approval
+            The :class:`~alphaloom.core.approval.RiskApproval` the risk manager issued for ``order``.
+
         Raises
         ------
+        RiskLimitError
+            No approval, a forged or altered one, or one issued for another order; nothing was sent.
         ConfigError
             Not an :class:`~alphaloom.core.types.Order`, or a non-canonical symbol.
         OrderRejectedError
@@ -564,6 +581,7 @@ class ExchangeConnector(ABC):
         """
         if not isinstance(order, Order):
             raise ConfigError(f"place_order() takes an Order, got {type(order).__name__}.")
+        verify_approval(order, approval)
         self.check_symbol(order.symbol)
         cid = order.client_order_id
         lock = self._order_locks.setdefault(cid, asyncio.Lock())

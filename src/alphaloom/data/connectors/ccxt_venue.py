@@ -468,14 +468,13 @@ class CcxtConnector(ExchangeConnector):
 
     # ------------------------------------------------------------------ the ccxt exchange
 
-    def _load_credentials(self) -> dict[str, str]:
-        if self._credentials is not None:
-            return self._credentials
+    def _read_credentials(self) -> tuple[dict[str, str], str]:
         creds: dict[str, str] = {}
+        problem = ""
         try:
             key, secret = self.secrets.get("api_key"), self.secrets.get("api_secret")
         except ConfigError as exc:
-            self._credentials_problem = str(exc)
+            problem = str(exc)
         else:
             creds = {"apiKey": _plain(key), "secret": _plain(secret)}
             required = getattr(_guarded_class(self.config.exchange_id), "requiredCredentials", {}) or {}
@@ -483,11 +482,25 @@ class CcxtConnector(ExchangeConnector):
                 try:
                     creds["password"] = _plain(self.secrets.get("api_password"))
                 except ConfigError as exc:
-                    self._credentials_problem = str(exc)
+                    problem = str(exc)
         for value in creds.values():
             self._redact.add(value)
-        self._credentials = creds
-        return creds
+        return creds, problem
+
+    def _load_credentials(self) -> dict[str, str]:
+        if self._credentials is None:
+            self._credentials, self._credentials_problem = self._read_credentials()
+        return self._credentials
+
+    def _refresh_credentials(self, ex: Any) -> None:
+        # Asked at each use, so a key rotated in the keystore or Vault reaches ccxt without a restart.
+        creds, problem = self._read_credentials()
+        if creds == self._credentials:
+            return
+        for attr in ("apiKey", "secret", "password"):
+            if attr in creds or (self._credentials and attr in self._credentials):
+                setattr(ex, attr, creds.get(attr, ""))
+        self._credentials, self._credentials_problem = creds, problem
 
     def exchange(self) -> Any:
         """The ccxt exchange object, bound to the running event loop (created on first use).
@@ -502,6 +515,8 @@ class CcxtConnector(ExchangeConnector):
             old, self._exchange = self._exchange, None
             markets, currencies = old.markets, old.currencies
             _drop(old)
+        if self._exchange is not None:
+            self._refresh_credentials(self._exchange)
         if self._exchange is None:
             self._exchange = self._build_exchange()
             self._exchange_loop = loop

@@ -65,7 +65,7 @@ class CoinbaseConnector(CcxtConnector):
     --------
     >>> async with CoinbaseConnector(CoinbaseConfig()) as coinbase:  # doctest: +SKIP
     ...     bars = await coinbase.get_historical_data("BTCUSD", "1d", start, end)
-    ...     result = await coinbase.place_order(order)
+    ...     result = await risk.submit(order, coinbase)   # the RiskManager checks, then places it
     """
 
     name: ClassVar[str] = "coinbase"

@@ -21,11 +21,16 @@ tested without a network. All randomness is seeded: a run is reproducible.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import json
 import logging
 import math
 import random
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -40,6 +45,7 @@ from alphaloom.core.exceptions import (
     DataFormatError,
     EmptyRangeError,
     OrderRejectedError,
+    StorageError,
     UnknownSymbolError,
     VenueUnavailableError,
     did_you_mean,
@@ -151,6 +157,11 @@ class PaperConfig(ConnectorConfig):
         Reject orders that would take gross exposure above this multiple of equity (``None``: no check).
     faults
         Injected failures (none by default).
+    journal
+        A SQLite file the exchange journals its orders, cancels and replay steps to (``None``: memory only).
+        An exchange opened on an existing journal replays it and stands exactly where the last one left
+        off (account, positions, orders, fills, clock), so the venue outlives the process that trades on it,
+        as a real venue does. A journal written with other settings or data is refused.
     """
 
     venue: str = "paper"
@@ -167,6 +178,7 @@ class PaperConfig(ConnectorConfig):
     matching: MatchingConfig = MatchingConfig()
     max_leverage: float | None = Field(None, gt=0.0, allow_inf_nan=False)
     faults: FaultPlan = FaultPlan()
+    journal: Path | None = None
 
     @field_validator("start", "end")
     @classmethod
@@ -210,8 +222,9 @@ class PaperExchange(ExchangeConnector):
     Examples
     --------
     >>> paper = PaperExchange(PaperConfig(symbols=("SPY",)), bars=load_sample("us_equities_daily"))
+    >>> risk = RiskManager(RiskLimits())                       # every order goes through the risk manager
     >>> async for bar in paper.get_real_time_data(["SPY"]):   # doctest: +SKIP
-    ...     await paper.place_order(Order(symbol="SPY", side=Side.BUY, quantity=1, ts=paper.clock.now()))
+    ...     await risk.submit(Order(symbol="SPY", side=Side.BUY, quantity=1, ts=paper.clock.now()), paper)
     """
 
     name: ClassVar[str] = "paper"
@@ -275,6 +288,10 @@ class PaperExchange(ExchangeConnector):
         self._recent: list[Bar] = []
         self.skipped_rows = 0
         self.injected_faults = 0
+        self._journal: _Journal | None = None
+        if config.journal is not None:
+            self._journal = _Journal(config.journal, self._fingerprint())
+            self._replay_journal()
 
     # ------------------------------------------------------------------ public extras
 
@@ -313,6 +330,11 @@ class PaperExchange(ExchangeConnector):
         """
         if self.finished:
             return None
+        if self._journal is not None:  # write-ahead: a step in the journal is a step that happened
+            self._journal.append("step", {"cursor": self._cursor})
+        return self._play()
+
+    def _play(self) -> list[Bar]:
         lo, hi = self._step_bounds[self._cursor], self._step_bounds[self._cursor + 1]
         self._cursor += 1
         ts = pd.Timestamp(self._steps[self._cursor - 1], tz="UTC").to_pydatetime()
@@ -412,6 +434,7 @@ class PaperExchange(ExchangeConnector):
         self._maybe_fail("place_order")
         now = self.clock.now()
         if order.symbol not in self._universe:
+            self._journal_order("reject", order, now, f"unknown symbol {order.symbol!r}")
             self.engine.reject(order, now, f"unknown symbol {order.symbol!r}")
             raise OrderRejectedError(
                 f"paper: unknown symbol {order.symbol!r}.{did_you_mean(order.symbol, self._universe)} "
@@ -419,8 +442,10 @@ class PaperExchange(ExchangeConnector):
             )
         reason = self._leverage_problem(order)
         if reason:
+            self._journal_order("reject", order, now, reason)
             self.engine.reject(order, now, reason)
             raise OrderRejectedError(f"paper: {reason}")
+        self._journal_order("submit", order, now)
         record = self.engine.submit(order, now)
         if (
             self.config.faults.lost_reply_share
@@ -439,6 +464,9 @@ class PaperExchange(ExchangeConnector):
 
     async def _cancel_order(self, client_order_id: str) -> OrderResult:
         self._maybe_fail("cancel_order")
+        held = self.engine.get(client_order_id)
+        if self._journal is not None and held is not None and held.is_working:
+            self._journal.append("cancel", {"cid": client_order_id, "now": self.clock.now().isoformat()})
         record = self.engine.cancel(client_order_id, self.clock.now())
         return record.to_result(venue_order_id=self._venue_id(record.seq))
 
@@ -460,6 +488,69 @@ class PaperExchange(ExchangeConnector):
             venue=self.name,
             ts=self.clock.now(),
         )
+
+    async def get_open_orders(self) -> list[tuple[Order, OrderResult]]:
+        """Every order still working, with its state, in submission order (for reconciliation)."""
+        self._check_open()
+        self._maybe_fail("get_open_orders")
+        return [(w.order, w.to_result(venue_order_id=self._venue_id(w.seq))) for w in self.engine.working()]
+
+    async def _aclose(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+
+    # ------------------------------------------------------------------ journal
+
+    def _fingerprint(self) -> str:
+        cfg = self.config
+        settings = cfg.model_dump(
+            mode="json",
+            include={
+                "timeframe",
+                "symbols",
+                "start",
+                "end",
+                "initial_cash",
+                "currency",
+                "account_id",
+                "fees",
+                "matching",
+                "max_leverage",
+            },
+        )
+        data = {
+            "settings": settings,
+            "steps": [int(self._steps[0]), int(self._steps[-1]), len(self._steps), len(self._replay)],
+            "fees": repr(self.engine.fees),
+        }
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _journal_order(self, kind: str, order: Order, now: datetime, reason: str = "") -> None:
+        if self._journal is not None and self.engine.get(order.client_order_id) is None:
+            self._journal.append(
+                kind, {"order": order.model_dump(mode="json"), "now": now.isoformat(), "reason": reason}
+            )
+
+    def _replay_journal(self) -> None:
+        assert self._journal is not None
+        for seq, kind, data in self._journal.entries():
+            if kind == "step":
+                if data["cursor"] != self._cursor or self.finished:
+                    raise StorageError(
+                        f"the paper journal {self._journal.path} is inconsistent at entry {seq}: step "
+                        f"{data['cursor']} where the replay stands at {self._cursor}; delete the file to "
+                        "start the venue afresh."
+                    )
+                self._play()
+            elif kind in ("submit", "reject"):
+                order = Order(**data["order"])
+                now = datetime.fromisoformat(data["now"])
+                if kind == "submit":
+                    self.engine.submit(order, now)
+                else:
+                    self.engine.reject(order, now, data["reason"])
+            else:
+                self.engine.cancel(data["cid"], datetime.fromisoformat(data["now"]))
 
     # ------------------------------------------------------------------ internals
 
@@ -581,3 +672,51 @@ class PaperExchange(ExchangeConnector):
     @staticmethod
     def _venue_id(seq: int) -> str:
         return f"paper-{seq}"
+
+
+class _Journal:
+    """An append-only SQLite log of the paper venue's commands, each committed before it takes effect."""
+
+    def __init__(self, path: Path, fingerprint: str) -> None:
+        self.path = Path(path).expanduser()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._con.execute("PRAGMA journal_mode=WAL")
+            self._con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
+            self._con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._con.execute(
+                "CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
+                "payload TEXT NOT NULL)"
+            )
+            self._con.execute("INSERT OR IGNORE INTO meta VALUES ('fingerprint', ?)", (fingerprint,))
+            stored = self._con.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()[0]
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open the paper journal {self.path}: {exc}.") from exc
+        if stored != fingerprint:
+            self.close()
+            raise ConfigError(
+                f"the paper journal {self.path} was written by a paper exchange with other settings or data "
+                "(symbols, window, cash, fees or bars differ); use another journal file, or delete this one "
+                "to start the venue afresh."
+            )
+
+    def entries(self) -> list[tuple[int, str, dict[str, Any]]]:
+        try:
+            rows = self._con.execute("SELECT seq, kind, payload FROM journal ORDER BY seq").fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read the paper journal {self.path}: {exc}.") from exc
+        return [(int(seq), str(kind), json.loads(payload)) for seq, kind, payload in rows]
+
+    def append(self, kind: str, payload: dict[str, Any]) -> None:
+        try:
+            self._con.execute(
+                "INSERT INTO journal (kind, payload) VALUES (?, ?)",
+                (kind, json.dumps(payload, sort_keys=True)),
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write the paper journal {self.path}: {exc}.") from exc
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._con.close()

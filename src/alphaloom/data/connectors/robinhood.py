@@ -42,6 +42,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -264,6 +265,7 @@ class RobinhoodConnector(ExchangeConnector):
         if config.enable_unofficial_equities:
             logger.warning(UNOFFICIAL_WARNING)
         self._signing_key: Ed25519PrivateKey | None = None
+        self._signing_key_digest = b""
         self._access_token: Secret | None = None
         self._login_lock = asyncio.Lock()
         self._sent: dict[str, _Sent] = {}
@@ -304,8 +306,12 @@ class RobinhoodConnector(ExchangeConnector):
     # ------------------------------------------------------------------ crypto HTTP (signed)
 
     def _key(self) -> Ed25519PrivateKey:
-        if self._signing_key is None:
-            self._signing_key = load_private_key(self.secrets.get("private_key"))
+        # Asked at each request (a rotated key is used at once); parsed again only when it changed.
+        encoded = self.secrets.get("private_key")
+        digest = hashlib.sha256(encoded.reveal().encode()).digest()
+        if self._signing_key is None or digest != self._signing_key_digest:
+            self._signing_key = load_private_key(encoded)
+            self._signing_key_digest = digest
         return self._signing_key
 
     async def _crypto(
@@ -356,6 +362,8 @@ class RobinhoodConnector(ExchangeConnector):
     # ------------------------------------------------------------------ unofficial HTTP (bearer token)
 
     async def _token(self) -> Secret:
+        with contextlib.suppress(ConfigError):
+            return self.secrets.get("access_token")  # a given token is read at each use, so rotation applies
         if self._access_token is not None:
             return self._access_token
         async with self._login_lock:
