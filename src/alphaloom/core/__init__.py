@@ -1,5 +1,6 @@
 """Domain vocabulary with no I/O: types, clock, exceptions, config base and time helpers."""
 
+from alphaloom.core.approval import RiskApproval, order_digest, verify_approval
 from alphaloom.core.clock import Clock, LiveClock, SimulatedClock
 from alphaloom.core.config import ComponentConfig, load_config
 from alphaloom.core.exceptions import (
@@ -61,6 +62,7 @@ __all__ = [
     "Portfolio",
     "Position",
     "Quote",
+    "RiskApproval",
     "Side",
     "SignalAction",
     "SimulatedClock",
@@ -71,4 +73,6 @@ __all__ = [
     "TrainingError",
     "UnknownSymbolError",
     "load_config",
+    "order_digest",
+    "verify_approval",
 ]

@@ -33,6 +33,13 @@ class ComponentConfig(BaseModel):
         """Build from a plain mapping, turning validation errors into one readable :class:`ConfigError`."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a table of settings, got {type(data).__name__}.")
+        not_text = [k for k in data if not isinstance(k, str)]
+        if not_text:
+            raise ConfigError(
+                f"{source}: setting names must be text, got {not_text[0]!r} ({type(not_text[0]).__name__}); "
+                "in YAML quote such keys or fix the indentation. Valid keys: "
+                f"{', '.join(sorted(cls.model_fields))}."
+            )
         unknown = [k for k in data if k not in cls.model_fields]
         if unknown:
             hints = "".join(did_you_mean(k, cls.model_fields) for k in unknown)
@@ -70,7 +77,14 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"config file {path} does not exist; check the path.")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8."
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}.") from exc
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
@@ -82,6 +96,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid {path.suffix[1:].upper()}: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a table of settings at the top level.")
+    not_text = [k for k in data if not isinstance(k, str)]
+    if not_text:
+        raise ConfigError(
+            f"config file {path}: setting names must be text, got {not_text[0]!r} "
+            f"({type(not_text[0]).__name__}); quote the key or fix the indentation."
+        )
     return data
 
 

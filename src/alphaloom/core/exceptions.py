@@ -25,7 +25,8 @@ vendor's exception types.
     │   ├── AuthenticationError
     │   ├── RateLimitError
     │   ├── VenueUnavailableError   timeouts, 5xx, open circuit breaker
-    │   └── OrderRejectedError
+    │   ├── OrderRejectedError
+    │   └── OrderStateError     an order report that contradicts the order's state machine
     └── RiskLimitError              an order refused by the risk manager
 
 Every message says what was expected, what was received and how to fix it.
@@ -52,6 +53,7 @@ __all__ = [
     "ModelError",
     "NotFittedError",
     "OrderRejectedError",
+    "OrderStateError",
     "RateLimitError",
     "RiskLimitError",
     "StorageError",
@@ -149,6 +151,11 @@ class OrderRejectedError(ConnectorError):
     """The venue rejected an order."""
 
 
+class OrderStateError(ConnectorError):
+    """An order event that its state machine forbids (e.g. ``filled -> cancelled``), or fills that do not
+    add up to what the venue reports: the venue's story contradicts itself or ours; reconcile first."""
+
+
 class RiskLimitError(AlphaloomError):
     """The risk manager refused an order; ``limit`` names the limit that was hit."""
 
@@ -159,5 +166,5 @@ class RiskLimitError(AlphaloomError):
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest of ``choices``, or ``""`` when none is close."""
-    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    match = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)
     return f" Did you mean {match[0]!r}?" if match else ""

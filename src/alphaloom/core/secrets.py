@@ -3,7 +3,8 @@
 Connectors ask a :class:`SecretProvider` for each credential by a short name (``"api_key"``); the provider
 decides where it lives. :class:`EnvSecretProvider` reads environment variables (``ALPHALOOM_OANDA_API_KEY``
 for prefix ``ALPHALOOM_OANDA_`` and name ``"api_key"``); :class:`StaticSecretProvider` holds values in memory
-for tests. An encrypted store and Vault will implement the same small protocol.
+for tests. The encrypted keystore and HashiCorp Vault (:mod:`alphaloom.security`) implement the same small
+protocol.
 
 A value handed out is a :class:`Secret`: a ``str`` subclass (so it can go straight into a header) whose
 ``repr`` and ``str`` are ``'***'``, so an f-string, a log line or an exception message never shows it. Use
@@ -15,15 +16,41 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from alphaloom.core.exceptions import ConfigError, did_you_mean
 
-__all__ = ["EnvSecretProvider", "Secret", "SecretProvider", "StaticSecretProvider"]
+__all__ = [
+    "EnvSecretProvider",
+    "Secret",
+    "SecretProvider",
+    "StaticSecretProvider",
+    "add_secret_listener",
+    "remove_secret_listener",
+]
 
 _MASK = "***"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# Called with the plain value of every Secret created (the log redaction filter registers itself here, so
+# any credential a provider hands out is masked in logs without the provider knowing about logging).
+_LISTENERS: list[Callable[[str], None]] = []
+
+
+def add_secret_listener(listener: Callable[[str], None]) -> None:
+    """Call ``listener(value)`` with the plain value of every :class:`Secret` created from now on.
+
+    The log redaction filter (:mod:`alphaloom.security.redaction`) uses it to learn each credential that any
+    provider hands out. Adding the same listener twice has no effect.
+    """
+    if listener not in _LISTENERS:
+        _LISTENERS.append(listener)
+
+
+def remove_secret_listener(listener: Callable[[str], None]) -> None:
+    """Stop calling ``listener``; a listener that was never added is ignored."""
+    if listener in _LISTENERS:
+        _LISTENERS.remove(listener)
 
 
 class Secret(str):
@@ -36,6 +63,14 @@ class Secret(str):
     """
 
     __slots__ = ()
+
+    def __new__(cls, value: str = "") -> Secret:
+        # str(secret) is the mask, so unwrap a Secret before str.__new__ sees it.
+        plain = value.reveal() if isinstance(value, Secret) else value
+        obj = super().__new__(cls, plain)
+        for listener in tuple(_LISTENERS):
+            listener(str.__str__(obj))
+        return obj
 
     def reveal(self) -> str:
         """The plain value. Call it only where the credential is actually sent or used."""

@@ -7,7 +7,10 @@ reach the caller.
 
 from __future__ import annotations
 
+import csv
+import gzip
 import re
+import warnings
 import zlib
 import zoneinfo
 from collections.abc import Callable
@@ -169,10 +172,21 @@ def _check_zone(assume_tz: str | None) -> None:
 def _read_csv(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
     where = f"bar file {path}"
     try:
-        header = pd.read_csv(path, nrows=0)
-        # Symbols stay text ("0700" must not become 700); everything else is inferred and checked later.
-        text_columns = {c: "str" for c in header.columns if str(c).strip().lower() == "symbol"}
-        frame = pd.read_csv(path, dtype=text_columns)
+        with warnings.catch_warnings():
+            # pandas drops the extra fields of a row longer than the header with only a warning (or, when
+            # the first rows are all longer, silently turns the first column into the index): refuse both.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            header = pd.read_csv(path, nrows=0)
+            # Symbols stay text ("0700" must not become 700); everything else is inferred and checked later.
+            text_columns = {c: "str" for c in header.columns if str(c).strip().lower() == "symbol"}
+            frame = pd.read_csv(path, dtype=text_columns, index_col=False)
+    except pd.errors.ParserWarning as exc:
+        n_columns = len(header.columns)
+        raise DataFormatError(
+            f"{where} has a row with more fields than its {n_columns} header columns at "
+            f"{_first_long_row(path, n_columns)}; quote values that contain commas or fix the row (its extra "
+            f"values would otherwise be lost)."
+        ) from exc
     except pd.errors.EmptyDataError as exc:
         raise DataFormatError(f"{where} is empty: it has no header line.") from exc
     except UnicodeDecodeError as exc:
@@ -187,12 +201,31 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
     return frame, lambda label: f"line {int(label) + 2}"
 
 
+def _first_long_row(path: Path, n_columns: int) -> str:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as fh:
+            for number, row in enumerate(csv.reader(fh), start=1):
+                if len(row) > n_columns:
+                    return f"line {number}"
+    except (csv.Error, OSError, EOFError, UnicodeDecodeError, zlib.error):
+        pass
+    return "some line"
+
+
 def _read_parquet(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
     try:
-        frame = pd.read_parquet(path)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
     except ImportError as exc:  # pragma: no cover - pyarrow is a hard dependency
         raise DataFormatError(f"reading {path} needs pyarrow: pip install pyarrow.") from exc
-    except (OSError, ValueError, TypeError) as exc:
+    try:
+        table = pq.read_table(path)
+        # A damaged file can decode into string columns holding invalid UTF-8, which would only fail
+        # later, deep inside pandas; a full validation catches it here.
+        table.validate(full=True)
+        frame = table.to_pandas()
+    except (pa.ArrowException, OSError, ValueError, TypeError, KeyError, IndexError) as exc:
         raise DataFormatError(f"bar file {path} is not a readable Parquet file: {_first_line(exc)}.") from exc
     # A named index (e.g. a DatetimeIndex called "ts") is data; a default one is not.
     if any(n is not None for n in frame.index.names):

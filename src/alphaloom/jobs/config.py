@@ -8,9 +8,12 @@ from pydantic import Field, model_validator
 
 from alphaloom.backtest.costs import CostModel
 from alphaloom.core.config import ComponentConfig
+from alphaloom.execution.engine import EngineConfig
+from alphaloom.execution.signals import TrendRuleConfig
 from alphaloom.features.pipeline import FeatureConfig
+from alphaloom.risk.limits import RiskLimits
 
-__all__ = ["DEFAULT_SYMBOLS", "QUICK_SYMBOLS", "RLBudget", "RunConfig", "SplitConfig"]
+__all__ = ["DEFAULT_SYMBOLS", "QUICK_SYMBOLS", "RLBudget", "RunConfig", "SplitConfig", "TradeConfig"]
 
 #: One symbol set across the three asset classes the platform trades.
 DEFAULT_SYMBOLS: tuple[str, ...] = ("SPY", "AAPL", "IWM", "EURUSD", "GBPUSD", "BTCUSD", "ETHUSD")
@@ -48,6 +51,39 @@ class RLBudget(ComponentConfig):
     rainbow: int = Field(default=60_000, ge=64)
 
 
+class TradeConfig(ComponentConfig):
+    """Settings of ``alphaloom trade`` (the ``[trade]`` table).
+
+    Parameters
+    ----------
+    bars
+        Paper trading: how many of the last stored bar times to trade.
+    speed
+        Paper replay speed: 0 = as fast as possible, 1 = real time.
+    grace_s
+        Live venues: seconds to wait for the rest of a timestamp's bars before deciding.
+    engine
+        The trading engine's settings (sizing, reconciliation interval, history).
+    fallback
+        The trend rule used when the RL ensemble is missing or fails.
+    """
+
+    bars: int = Field(default=250, ge=1)
+    speed: float = Field(default=0.0, ge=0.0)
+    grace_s: float = Field(default=2.0, gt=0.0)
+    engine: EngineConfig = EngineConfig()
+    fallback: TrendRuleConfig = TrendRuleConfig()
+
+
+#: The risk limits a run trades under unless its ``[risk]`` table says otherwise.
+DEFAULT_RISK_LIMITS = RiskLimits(
+    max_leverage=1.5,
+    max_concentration_pct=60.0,
+    reduce_drawdown_pct=15.0,
+    halt_drawdown_pct=30.0,
+)
+
+
 class RunConfig(ComponentConfig):
     """Everything the main job needs; saved in the data directory so stages run alone stay consistent."""
 
@@ -64,10 +100,14 @@ class RunConfig(ComponentConfig):
     cnn_hidden: int = Field(default=32, ge=4)
     rl_budget: RLBudget = RLBudget()
     rl_episode_len: int = Field(default=128, ge=16)
+    rl_seeds: int = Field(default=1, ge=1, le=32)
+    rl_validation_fraction: float = Field(default=0.2, gt=0.05, lt=0.5)
     ensemble_method: Literal["performance", "thompson", "meta"] = "meta"
     ensemble_window: int = Field(default=20, ge=2)
     ensemble_confidence: float = Field(default=0.55, ge=0.0, le=1.0)
     features: FeatureConfig = FeatureConfig()
+    risk: RiskLimits = DEFAULT_RISK_LIMITS
+    trade: TradeConfig = TradeConfig()
 
     @classmethod
     def quick(cls, seed: int = 7) -> RunConfig:

@@ -14,7 +14,8 @@ __all__ = ["make_connector", "venue_config"]
 def venue_config(cls, config_file: Path | None):
     """A connector's config: its defaults (the vendor's live hosts) or a TOML/YAML file's settings.
 
-    Credentials never go in this file: they come from ``ALPHALOOM_<VENUE>_*`` environment variables.
+    Credentials never go in this file: they come from the encrypted keystore (``$ALPHALOOM_KEYSTORE``) or
+    ``ALPHALOOM_<VENUE>_*`` environment variables.
     """
     from alphaloom.core.config import read_config_file
 
@@ -41,7 +42,14 @@ def make_connector(
 
     cls = get_connector_class(venue)
     if venue != "paper":
-        return cls(venue_config(cls, config_file))
+        from alphaloom.jobs.secrets import venue_secret_provider
+
+        config = venue_config(cls, config_file)
+        if config.secret_prefix:  # a custom environment prefix: the connector's own provider honours it
+            return cls(config)
+        # The keystore first (read at each use, so a rotated credential is picked up without a restart),
+        # then the environment.
+        return cls(config, secrets=venue_secret_provider(venue))
     from alphaloom.data.connectors.paper import PaperConfig
     from alphaloom.data.sample import load_sample
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from alphaloom.core.exceptions import ConfigError
@@ -42,6 +42,9 @@ from alphaloom.data.bus.base import (
     encode_event,
     parse_version,
 )
+
+if TYPE_CHECKING:
+    from alphaloom.data.storage.redis_cache import RedisTLS
 
 __all__ = ["RedisStreamsBus"]
 
@@ -63,6 +66,8 @@ class RedisStreamsBus:
     client
         A ``redis.asyncio.Redis`` created with ``decode_responses=True`` to use instead of connecting to
         ``url`` (tests, shared pools). The bus then does not close it.
+    tls
+        :class:`~alphaloom.data.storage.redis_cache.RedisTLS` settings; ``None``: TLS only for ``rediss://``.
 
     Raises
     ------
@@ -77,6 +82,7 @@ class RedisStreamsBus:
         config: BusConfig | None = None,
         *,
         client: Any = None,
+        tls: RedisTLS | None = None,
     ) -> None:
         try:
             import redis.asyncio as redis_asyncio
@@ -90,9 +96,21 @@ class RedisStreamsBus:
         self._where = _safe_url(url)
         self._errors = redis_exceptions
         self._owns = client is None
-        self._client = (
-            client if client is not None else redis_asyncio.Redis.from_url(url, decode_responses=True)
-        )
+        from alphaloom.data.storage.redis_cache import RedisTLS
+
+        if tls is not None and not isinstance(tls, RedisTLS):
+            raise ConfigError(
+                f"tls must be a RedisTLS, got {type(tls).__name__}; build it with RedisTLS(...)."
+            )
+        if client is None:
+            url, tls_kwargs = tls.apply(url) if tls is not None else (url, {})
+            try:
+                client = redis_asyncio.Redis.from_url(url, decode_responses=True, **tls_kwargs)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"Redis URL {_safe_url(url)} is not valid ({exc}); expected e.g. 'redis://127.0.0.1:6379/0'."
+                ) from exc
+        self._client = client
         self._groups: set[tuple[str, str]] = set()
         self._next_claim: dict[tuple[str, str, str], float] = {}
         self._closed = False

@@ -20,13 +20,14 @@ from alphaloom.data.storage.base import QUARANTINE_COLUMNS, SUMMARY_COLUMNS, Bar
 from alphaloom.data.storage.duckdb_store import DuckDBBarStore
 
 if TYPE_CHECKING:
-    from alphaloom.data.storage.postgres_store import PostgresBarStore, redact_dsn
+    from alphaloom.data.storage.postgres_store import PostgresBarStore, PostgresTLS, redact_dsn
     from alphaloom.data.storage.redis_cache import (
         CachedBarSource,
         CachedPrediction,
         CacheHealth,
         CacheUnavailableError,
         RedisCache,
+        RedisTLS,
     )
     from alphaloom.data.storage.relational import (
         MIGRATIONS,
@@ -60,7 +61,9 @@ __all__ = [
     "OrderRecord",
     "PostgresBarStore",
     "PostgresRelationalStore",
+    "PostgresTLS",
     "RedisCache",
+    "RedisTLS",
     "RelationalStore",
     "WriteResult",
     "redact_dsn",
@@ -68,12 +71,14 @@ __all__ = [
 
 _LAZY = {
     "PostgresBarStore": "postgres_store",
+    "PostgresTLS": "postgres_store",
     "redact_dsn": "postgres_store",
     "CacheHealth": "redis_cache",
     "CacheUnavailableError": "redis_cache",
     "CachedBarSource": "redis_cache",
     "CachedPrediction": "redis_cache",
     "RedisCache": "redis_cache",
+    "RedisTLS": "redis_cache",
     "MIGRATIONS": "relational",
     "AuditProblem": "relational",
     "AuditRecord": "relational",

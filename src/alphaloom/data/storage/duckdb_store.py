@@ -255,7 +255,7 @@ class DuckDBBarStore(BarStore):
     @contextmanager
     def _registered(self, con: duckdb.DuckDBPyConnection, view: str, frame: pd.DataFrame) -> Iterator[None]:
         try:
-            table = pa.Table.from_pandas(frame, preserve_index=False)
+            table = _arrow_table(frame)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
             raise DataFormatError(f"cannot store the frame: {_first_line(exc)}") from exc
         con.register(view, table)
@@ -280,10 +280,10 @@ class DuckDBBarStore(BarStore):
         ts_us = _to_stored_us(bars["ts"].array.asi8)
         _check_unique_after_rounding(bars, codes, ts_us)
         try:
-            incoming = pa.Table.from_pandas(bars, preserve_index=False)
             # Hand DuckDB the very microseconds the fresh-row test below compared, not nanoseconds to round.
             stored_ts = pa.array(ts_us, type=pa.int64()).view(pa.timestamp("us", tz="UTC"))
-            incoming = incoming.set_column(incoming.schema.get_field_index("ts"), "ts", stored_ts)
+            position = list(bars.columns).index("ts")
+            incoming = _arrow_table(bars.drop(columns="ts")).add_column(position, "ts", stored_ts)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
             raise DataFormatError(f"cannot store the frame: {_first_line(exc)}") from exc
         with self._transaction("writing bars") as con:
@@ -537,3 +537,19 @@ class DuckDBBarStore(BarStore):
         with self._translate(f"reading table {name!r}") as con:
             rows = _run(con, f"SELECT DISTINCT symbol FROM {_q(_FRAME_PREFIX + name)}")
         return [str(r[0]) for r in rows]
+
+
+def _arrow_table(frame: pd.DataFrame) -> pa.Table:
+    # pyarrow reads a tz-aware column through Series.values, which pandas deprecates (it drops the zone):
+    # hand it those columns as UTC instants with the zone in the arrow type instead.
+    aware = [c for c in frame.columns if isinstance(frame[c].dtype, pd.DatetimeTZDtype)]
+    if not aware:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    table = pa.Table.from_pandas(frame.drop(columns=aware), preserve_index=False)
+    for name in aware:
+        col = frame[name]
+        unit = col.dtype.unit
+        naive = col.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+        arr = pa.array(naive, type=pa.timestamp(unit)).cast(pa.timestamp(unit, tz="UTC"))
+        table = table.add_column(list(frame.columns).index(name), str(name), arr)
+    return table

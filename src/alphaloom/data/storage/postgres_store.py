@@ -25,11 +25,14 @@ DSN without its password.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -37,7 +40,9 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from pydantic import ValidationError, model_validator
 
+from alphaloom.core.config import ComponentConfig
 from alphaloom.core.exceptions import ConfigError, DataFormatError, StorageError
 from alphaloom.data._frames import TS_DTYPE
 from alphaloom.data.instruments import Instrument
@@ -48,6 +53,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Partitioning",
     "PostgresBarStore",
+    "PostgresTLS",
     "connect_postgres",
     "redact_dsn",
 ]
@@ -169,14 +175,118 @@ def _pg_datetime(us: int) -> datetime:
     return _PG_EPOCH + timedelta(microseconds=int(us))
 
 
-def connect_postgres(dsn: str) -> psycopg.Connection[Any]:
-    """Open an autocommit psycopg connection with the session time zone pinned to UTC.
+class PostgresTLS(ComponentConfig):
+    """TLS settings of PostgreSQL connections (libpq's ``sslmode``, ``sslrootcert``, ``sslcert``, ``sslkey``).
+
+    They override the same keys in the DSN. Files are checked when the settings are built, so a wrong path
+    fails here with the path named rather than as a libpq error at connection time.
+
+    Parameters
+    ----------
+    sslmode
+        ``disable``, ``allow``, ``prefer`` (libpq's default: TLS when the server offers it), ``require``
+        (TLS, no certificate check), ``verify-ca`` (the server certificate must chain to ``sslrootcert``) or
+        ``verify-full`` (and its name must match the host). Use ``verify-full`` across untrusted networks.
+    sslrootcert
+        PEM file of the certificate authorities trusted for the server; required by ``verify-ca`` and
+        ``verify-full``.
+    sslcert, sslkey
+        Client certificate and its private key (PEM), for servers that authenticate clients by certificate;
+        both or neither. The key must not be readable by group or others (libpq refuses it).
 
     Raises
     ------
-    StorageError
-        The DSN cannot be parsed or the server cannot be reached; the message never shows the password.
+    ConfigError
+        An unknown mode, a missing or unreadable file, a certificate without its key, a verifying mode
+        without ``sslrootcert``, or a key file with loose permissions.
     """
+
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    sslrootcert: Path | None = None
+    sslcert: Path | None = None
+    sslkey: Path | None = None
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:  # built directly (not from a file): still one of our errors
+            raise ConfigError(f"invalid PostgresTLS: {_validation_text(exc)}") from exc
+
+    @model_validator(mode="after")
+    def _files(self) -> PostgresTLS:
+        for name in ("sslrootcert", "sslcert", "sslkey"):
+            path = getattr(self, name)
+            if path is not None:
+                _readable_file(path, name)
+        if (self.sslcert is None) != (self.sslkey is None):
+            raise ValueError("sslcert and sslkey go together: give both for a client certificate, or neither")
+        if self.sslmode in ("verify-ca", "verify-full") and self.sslrootcert is None:
+            raise ValueError(
+                f"sslmode={self.sslmode} checks the server certificate and needs sslrootcert, the PEM file "
+                "of the certificate authority that signed it"
+            )
+        if self.sslkey is not None:
+            st = Path(self.sslkey).stat()
+            if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
+                raise ValueError(
+                    f"sslkey {self.sslkey} is readable by group or others (mode "
+                    f"{stat.S_IMODE(st.st_mode):04o}); libpq refuses it: run chmod 600 {self.sslkey}"
+                )
+        if self.sslmode == "disable" and any(getattr(self, n) for n in ("sslrootcert", "sslcert", "sslkey")):
+            raise ValueError(
+                "certificate files were given with sslmode=disable; choose a TLS sslmode or drop them"
+            )
+        return self
+
+    def conninfo(self) -> dict[str, str]:
+        """The libpq connection parameters these settings set."""
+        out = {"sslmode": self.sslmode}
+        for name in ("sslrootcert", "sslcert", "sslkey"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = str(value)
+        return out
+
+
+def _validation_text(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors()
+    )
+
+
+def _readable_file(path: Path, what: str) -> None:
+    if not Path(path).is_file():
+        raise ValueError(f"{what} {path} is not a file; give the path of a PEM file")
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise ValueError(f"{what} {path} cannot be read ({exc.strerror})") from exc
+
+
+def connect_postgres(dsn: str, tls: PostgresTLS | None = None) -> psycopg.Connection[Any]:
+    """Open an autocommit psycopg connection with the session time zone pinned to UTC.
+
+    Parameters
+    ----------
+    dsn
+        A libpq connection string.
+    tls
+        TLS settings; they override ``sslmode``/``sslrootcert``/``sslcert``/``sslkey`` in ``dsn``.
+
+    Raises
+    ------
+    ConfigError
+        ``tls`` is not a :class:`PostgresTLS`.
+    StorageError
+        The DSN cannot be parsed or the server cannot be reached (or refuses the TLS settings); the message
+        never shows the password.
+    """
+    if tls is not None and not isinstance(tls, PostgresTLS):
+        raise ConfigError(
+            f"tls must be a PostgresTLS, got {type(tls).__name__}; build it with PostgresTLS(...)."
+        )
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.Error as exc:
@@ -184,7 +294,9 @@ def connect_postgres(dsn: str) -> psycopg.Connection[Any]:
             f"the PostgreSQL DSN is not valid ({_scrub(_first_line(exc), dsn)}); expected "
             f"'postgresql://user@host:5432/dbname' or 'host=... dbname=...'."
         ) from exc
-    extra = {} if "connect_timeout" in params else {"connect_timeout": _CONNECT_TIMEOUT_S}
+    extra: dict[str, Any] = {} if "connect_timeout" in params else {"connect_timeout": _CONNECT_TIMEOUT_S}
+    if tls is not None:
+        extra.update(tls.conninfo())
     try:
         con = psycopg.connect(dsn, autocommit=True, **extra)
     except psycopg.Error as exc:
@@ -321,6 +433,8 @@ class PostgresBarStore(BarStore):
         ``"auto"`` (default) makes ``bars`` a TimescaleDB hypertable when the extension is available and a
         natively range-partitioned table otherwise; ``"timescaledb"`` or ``"native"`` insist on one. An
         existing schema keeps the layout it was created with.
+    tls
+        :class:`PostgresTLS` settings (``sslmode``, CA, client certificate); ``None`` keeps the DSN's.
 
     Raises
     ------
@@ -337,7 +451,14 @@ class PostgresBarStore(BarStore):
     3578
     """
 
-    def __init__(self, dsn: str, *, schema: str = "alphaloom", partitioning: Partitioning = "auto") -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "alphaloom",
+        partitioning: Partitioning = "auto",
+        tls: PostgresTLS | None = None,
+    ) -> None:
         if not isinstance(dsn, str) or not dsn.strip():
             raise ConfigError(
                 f"dsn must be a PostgreSQL connection string such as "
@@ -357,7 +478,7 @@ class PostgresBarStore(BarStore):
         self._lock = threading.RLock()
         self._partition_years: set[int] = set()
         self._partitioning = ""
-        self._con = connect_postgres(dsn)
+        self._con = connect_postgres(dsn, tls)
         try:
             self._partitioning = self._create_schema(partitioning)
         except BaseException:

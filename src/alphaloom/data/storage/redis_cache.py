@@ -32,15 +32,18 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import redis
+from pydantic import ValidationError, model_validator
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from alphaloom.core.clock import Clock, LiveClock
+from alphaloom.core.config import ComponentConfig
 from alphaloom.core.exceptions import CacheUnavailableError, ConfigError, DataFormatError, StorageError
 from alphaloom.core.timeutil import ensure_utc
 from alphaloom.core.types import Bar, Quote
@@ -52,6 +55,7 @@ __all__ = [
     "CachedBarSource",
     "CachedPrediction",
     "RedisCache",
+    "RedisTLS",
     "redact_url",
 ]
 
@@ -146,6 +150,103 @@ class CacheHealth:
         return self.status == "ok"
 
 
+class RedisTLS(ComponentConfig):
+    """TLS settings of Redis connections (redis-py's ``ssl_*`` options), shared by the cache and the bus.
+
+    Parameters
+    ----------
+    ssl
+        Connect with TLS. A ``rediss://`` URL means TLS as well; ``ssl=False`` with such a URL is refused.
+    ssl_ca_certs
+        PEM file of the certificate authorities trusted for the server (``None``: the system store).
+    ssl_certfile, ssl_keyfile
+        Client certificate and key (PEM) for servers that require one (``tls-auth-clients yes``); both or
+        neither.
+    ssl_cert_reqs
+        ``"required"`` (verify the server certificate; the default), ``"optional"`` or ``"none"``.
+    ssl_check_hostname
+        Check that the certificate names the host (needs ``ssl_cert_reqs="required"``).
+
+    Raises
+    ------
+    ConfigError
+        A missing or unreadable file, a certificate without its key, files given without ``ssl``, or
+        hostname checking without certificate verification.
+    """
+
+    ssl: bool = False
+    ssl_ca_certs: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_cert_reqs: Literal["required", "optional", "none"] = "required"
+    ssl_check_hostname: bool = True
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:  # built directly (not from a file): still one of our errors
+            text = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+                for e in exc.errors()
+            )
+            raise ConfigError(f"invalid RedisTLS: {text}") from exc
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RedisTLS:
+        files = {n: getattr(self, n) for n in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")}
+        for name, path in files.items():
+            if path is None:
+                continue
+            if not Path(path).is_file():
+                raise ValueError(f"{name} {path} is not a file; give the path of a PEM file")
+            try:
+                with open(path, "rb") as fh:
+                    fh.read(1)
+            except OSError as exc:
+                raise ValueError(f"{name} {path} cannot be read ({exc.strerror})") from exc
+        if not self.ssl and any(files.values()):
+            raise ValueError("certificate files were given but ssl is false; set ssl=true to use TLS")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together: give both, or neither")
+        if self.ssl and self.ssl_check_hostname and self.ssl_cert_reqs != "required":
+            raise ValueError(
+                f"ssl_check_hostname needs ssl_cert_reqs='required' (got {self.ssl_cert_reqs!r}); set "
+                "ssl_check_hostname=false to connect without verifying the server (not recommended)"
+            )
+        return self
+
+    def apply(self, url: str) -> tuple[str, dict[str, Any]]:
+        """``url`` with the ``rediss`` scheme when TLS is on, and the ``ssl_*`` keyword arguments for
+        ``Redis.from_url`` (sync or asyncio).
+
+        Raises
+        ------
+        ConfigError
+            A ``rediss://`` URL with ``ssl=False``, or TLS asked for on a ``unix://`` socket.
+        """
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme == "rediss" and not self.ssl:
+            raise ConfigError(
+                f"the Redis URL {redact_url(url)} asks for TLS (rediss://) but RedisTLS has ssl=false; "
+                "set ssl=true or use redis://."
+            )
+        if not self.ssl:
+            return url, {}
+        if scheme == "unix":
+            raise ConfigError("TLS settings do not apply to a unix:// socket; use redis:// or rediss://.")
+        if scheme == "redis":
+            url = "rediss" + url[len("redis") :]
+        kwargs: dict[str, Any] = {
+            "ssl_cert_reqs": self.ssl_cert_reqs,
+            "ssl_check_hostname": self.ssl_check_hostname,
+        }
+        for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, name)
+            if value is not None:
+                kwargs[name] = str(value)
+        return url, kwargs
+
+
 class RedisCache:
     """Latest bars, quotes and predictions in Redis, as JSON with a TTL.
 
@@ -163,11 +264,14 @@ class RedisCache:
         cache that answers slowly is worse than none; no retries, for the same reason.
     client
         A ready ``redis.Redis`` client to use instead of one built from ``url`` (tests, shared pools).
+    tls
+        :class:`RedisTLS` settings (CA, client certificate, verification); ``None``: TLS only for
+        ``rediss://`` URLs, with redis-py's defaults.
 
     Raises
     ------
     ConfigError
-        An invalid URL, prefix, TTL or timeout. Nothing is sent to Redis until the first call.
+        An invalid URL, prefix, TTL, timeout or TLS setting. Nothing is sent to Redis until the first call.
     """
 
     def __init__(
@@ -178,6 +282,7 @@ class RedisCache:
         default_ttl_s: float = 300.0,
         timeout_s: float = 0.5,
         client: redis.Redis | None = None,
+        tls: RedisTLS | None = None,
     ) -> None:
         if not isinstance(prefix, str) or not prefix or any(c.isspace() for c in prefix):
             raise ConfigError(f"prefix must be a non-empty string without spaces, got {prefix!r}.")
@@ -187,10 +292,16 @@ class RedisCache:
         self._url = url
         self._location = redact_url(url)
         self._prefix = prefix
+        if tls is not None and not isinstance(tls, RedisTLS):
+            raise ConfigError(
+                f"tls must be a RedisTLS, got {type(tls).__name__}; build it with RedisTLS(...)."
+            )
         if client is None:
+            url, tls_kwargs = tls.apply(url) if tls is not None else (url, {})
             try:
                 client = redis.Redis.from_url(
                     url,
+                    **tls_kwargs,
                     socket_timeout=timeout_s,
                     socket_connect_timeout=timeout_s,
                     retry=Retry(NoBackoff(), 0),

@@ -57,6 +57,7 @@ from alphaloom.core.timeutil import ensure_utc
 from alphaloom.core.types import Account, Fill, Order, OrderResult, OrderStatus, OrderType, Side, TimeInForce
 from alphaloom.data.storage.postgres_store import (
     _SCHEMA_NAME,
+    PostgresTLS,
     _first_line,
     _scrub,
     connect_postgres,
@@ -1285,6 +1286,8 @@ class PostgresRelationalStore(RelationalStore):
         processes starting at once apply them once.
     clock
         Source of default timestamps; the wall clock by default.
+    tls
+        :class:`~alphaloom.data.storage.postgres_store.PostgresTLS` settings; ``None`` keeps the DSN's.
 
     Raises
     ------
@@ -1305,7 +1308,13 @@ class PostgresRelationalStore(RelationalStore):
     }
 
     def __init__(
-        self, dsn: str, *, schema: str = "alphaloom", migrate: bool = True, clock: Clock | None = None
+        self,
+        dsn: str,
+        *,
+        schema: str = "alphaloom",
+        migrate: bool = True,
+        clock: Clock | None = None,
+        tls: PostgresTLS | None = None,
     ) -> None:
         super().__init__(clock=clock)
         if not isinstance(schema, str) or not _SCHEMA_NAME.match(schema):
@@ -1317,7 +1326,7 @@ class PostgresRelationalStore(RelationalStore):
         self._schema = schema
         self._location = f"{redact_dsn(dsn)} (schema {schema})"
         self._lock = threading.RLock()
-        self._con: psycopg.Connection[Any] | None = connect_postgres(dsn)
+        self._con: psycopg.Connection[Any] | None = connect_postgres(dsn, tls)
         try:
             with self._session("opening") as s:
                 s.lock("schema")
