@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo browser test lint format bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/alphaloom demo $(ARGS)
 
-test: $(STAMP)
+# Debian's chromium for the dashboard's browser tests (Playwright drives it; no browser download).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  echo "installing chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+test: $(STAMP) browser
 	$(PY) -m pytest $(ARGS)
 
 lint: $(STAMP)

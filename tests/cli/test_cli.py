@@ -20,6 +20,21 @@ SUBCOMMANDS = [
     ["train", "rl"],
     ["backtest"],
     ["report"],
+    ["evaluate", "forecasters"],
+    ["evaluate", "agents"],
+    ["tune", "cnn-lstm"],
+    ["tune", "agent"],
+    ["portfolio", "optimize"],
+    ["portfolio", "rebalance"],
+    ["trade"],
+    ["audit", "verify"],
+    ["audit", "export"],
+    ["models", "list"],
+    ["models", "show"],
+    ["models", "promote"],
+    ["models", "rollback"],
+    ["ab", "report"],
+    ["secrets", "list"],
 ]
 
 
@@ -51,7 +66,22 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: st
 def test_help_lists_every_subcommand() -> None:
     proc = run_cli("--help")
     assert proc.returncode == 0
-    for name in ("demo", "data", "features", "train", "backtest", "report"):
+    for name in (
+        "demo",
+        "data",
+        "features",
+        "train",
+        "backtest",
+        "report",
+        "evaluate",
+        "tune",
+        "portfolio",
+        "trade",
+        "audit",
+        "models",
+        "ab",
+        "secrets",
+    ):
         assert name in proc.stdout
     data_help = run_cli("data", "--help").stdout
     assert all(name in data_help for name in ("ingest", "list", "validate", "quarantine"))
