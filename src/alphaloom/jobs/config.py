@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from alphaloom.backtest.costs import CostModel
 from alphaloom.core.config import ComponentConfig
+from alphaloom.data.connectors.paper import FaultPlan
 from alphaloom.execution.engine import EngineConfig
 from alphaloom.execution.signals import TrendRuleConfig
 from alphaloom.features.pipeline import FeatureConfig
@@ -66,6 +67,17 @@ class TradeConfig(ComponentConfig):
         The trading engine's settings (sizing, reconciliation interval, history).
     fallback
         The trend rule used when the RL ensemble is missing or fails.
+    records_dsn
+        PostgreSQL DSN for the run's orders, fills and audit log; ``None`` keeps them in the workspace's
+        DuckDB file.
+    records_journal
+        With ``records_dsn``: while PostgreSQL is unreachable, journal the writes to
+        ``<data-dir>/trade/records.journal`` and replay them when it is back, so trading never stops for the
+        database (see docs/RELIABILITY.md). Off: a database outage stops the run.
+    records_retry_s
+        Seconds between reconnection attempts while PostgreSQL is down.
+    paper_faults
+        Paper trading only: failures the paper venue injects (chaos testing; none by default).
     """
 
     bars: int = Field(default=250, ge=1)
@@ -73,6 +85,10 @@ class TradeConfig(ComponentConfig):
     grace_s: float = Field(default=2.0, gt=0.0)
     engine: EngineConfig = EngineConfig()
     fallback: TrendRuleConfig = TrendRuleConfig()
+    records_dsn: str | None = Field(default=None, min_length=1)
+    records_journal: bool = True
+    records_retry_s: float = Field(default=1.0, ge=0.0, le=3600.0)
+    paper_faults: FaultPlan = FaultPlan()
 
 
 #: The risk limits a run trades under unless its ``[risk]`` table says otherwise.

@@ -19,10 +19,18 @@ dead letter        ``MULTI; XADD <stream>:dead ...; XACK; HDEL; EXEC`` with the 
 
 Every ``redis`` exception is translated to :class:`~alphaloom.data.bus.BusError` naming the server (never
 its password). Keys live under ``prefix``; :meth:`RedisStreamsBus.purge` deletes exactly those.
+
+Surviving a Redis restart: :meth:`RedisStreamsBus.subscribe` rides through an outage of up to
+``reconnect_s`` seconds, reconnecting with backoff. With the server's data kept (an append-only file), the
+consumer group resumes where it was: messages acknowledged before the outage are not delivered again, those
+delivered but not acknowledged are redelivered after ``claim_idle_ms``. A server that lost its data loses
+the group too; it is created again (from the oldest retained message) rather than failing for ever.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -47,6 +55,8 @@ if TYPE_CHECKING:
     from alphaloom.data.storage.redis_cache import RedisTLS
 
 __all__ = ["RedisStreamsBus"]
+
+logger = logging.getLogger(__name__)
 
 _PUBLISH_CHUNK = 1000
 
@@ -187,6 +197,14 @@ class RedisStreamsBus:
         check_name(consumer, "consumer")
         await self.ensure_group(topic, group)
         wait_ms = self.config.block_ms if block_ms is None else block_ms
+        try:
+            return await self._fetch(topic, group, consumer, count, wait_ms)
+        except BusError as exc:
+            if "NOGROUP" in str(exc):  # the server lost its data (restarted without persistence)
+                self._groups.discard((topic, group))
+            raise
+
+    async def _fetch(self, topic: str, group: str, consumer: str, count: int, wait_ms: int) -> list[Message]:
         deadline = time.monotonic() + wait_ms / 1000
         key = (topic, group, consumer)
         # Check for entries left by crashed consumers at most every half claim interval: an XAUTOCLAIM on
@@ -205,15 +223,56 @@ class RedisStreamsBus:
             if out or time.monotonic() >= deadline:
                 return out
 
-    async def subscribe(self, topic: str, group: str, consumer: str) -> AsyncIterator[Message]:
+    async def subscribe(
+        self, topic: str, group: str, consumer: str, *, reconnect_s: float = 30.0
+    ) -> AsyncIterator[Message]:
         """Messages for ``consumer`` as they come, fetched ``config.batch_size`` at a time, for ever.
 
         Breaking out leaves the messages delivered but not acknowledged pending, to be redelivered after
-        ``claim_idle_ms`` like those of a crashed consumer.
+        ``claim_idle_ms`` like those of a crashed consumer. While Redis cannot be reached (a restart), the
+        subscription retries with backoff for up to ``reconnect_s`` seconds and then resumes from the group's
+        position; an outage longer than that raises :class:`BusError` (0: at once).
         """
+        if not reconnect_s >= 0:
+            raise ConfigError(f"reconnect_s must be >= 0 seconds, got {reconnect_s!r}.")
+        down_since: float | None = None
+        delay_s = 0.05
         while True:
-            for msg in await self.fetch(topic, group, consumer, count=self.config.batch_size):
+            try:
+                batch = await self.fetch(topic, group, consumer, count=self.config.batch_size)
+            except BusError as exc:
+                if not self._transient(exc):
+                    raise
+                now = time.monotonic()
+                if down_since is None:
+                    down_since = now
+                    logger.warning("%s; reconnecting for up to %g s", exc, reconnect_s)
+                if now - down_since >= reconnect_s:
+                    raise BusError(
+                        f"Redis at {self._where} stayed unreachable for {now - down_since:.1f} s "
+                        f"(reconnect_s={reconnect_s:g}): {exc}. Start the server (or raise reconnect_s) and "
+                        "subscribe again: the group resumes from its last acknowledged message."
+                    ) from exc
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 1.0)
+                continue
+            if down_since is not None:
+                logger.warning(
+                    "Redis at %s is back after %.1f s; %s resumes in group %r",
+                    self._where,
+                    time.monotonic() - down_since,
+                    consumer,
+                    group,
+                )
+                down_since, delay_s = None, 0.05
+            for msg in batch:
                 yield msg
+
+    def _transient(self, exc: BusError) -> bool:
+        """Whether ``exc`` came from the server being away (or having lost the group), not from a bad call."""
+        cause = exc.__cause__
+        errors = self._errors
+        return isinstance(cause, errors.ConnectionError | errors.TimeoutError) or "NOGROUP" in str(exc)
 
     async def _read_new(
         self, topic: str, group: str, consumer: str, count: int, block: int | None

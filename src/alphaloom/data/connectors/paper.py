@@ -111,6 +111,11 @@ class FaultPlan(ComponentConfig):
     fail_share
         Share of hook calls (history, orders, positions, account) that raise ``VenueUnavailableError``
         before doing anything.
+    timeout_share
+        Share of hook calls that hang for ``hang_s`` seconds before doing anything and then time out (the
+        connector's own ``timeout_s`` fires first when it is shorter); drawn before ``fail_share``.
+    hang_s
+        How long a timed-out call hangs.
     lost_reply_share
         Share of order submissions that reach the book but whose reply is lost (``VenueUnavailableError``
         after the order exists): the case that creates duplicate orders in naive clients.
@@ -122,14 +127,26 @@ class FaultPlan(ComponentConfig):
         Events of the previous connection sent again after a reconnect (they must be de-duplicated).
     seed
         Seed of the fault dice.
+    max_in_a_row
+        At most this many calls in a row fail (errors, timeouts and lost replies together); the next one
+        goes through. Below the connector's retry attempts and breaker threshold, every fault is one the
+        retries absorb (``None``: no bound, and a run of bad luck exhausts the retries as a real outage
+        would).
+    log
+        A file each injected fault is appended to (one line: ``<kind> <operation>``) the moment it happens, so
+        a harness that kills the process still counts them (``None``: not logged).
     """
 
     fail_share: float = Field(0.0, ge=0.0, lt=1.0)
+    timeout_share: float = Field(0.0, ge=0.0, lt=1.0)
+    hang_s: float = Field(0.05, ge=0.0, le=60.0, allow_inf_nan=False)
     lost_reply_share: float = Field(0.0, ge=0.0, lt=1.0)
     stream_drop_after: int | None = Field(None, ge=1)
     stream_gap_steps: int = Field(0, ge=0)
     stream_repeat_events: int = Field(0, ge=0)
     seed: int = 0
+    max_in_a_row: int | None = Field(None, ge=1)
+    log: Path | None = None
 
 
 class PaperConfig(ConnectorConfig):
@@ -288,6 +305,7 @@ class PaperExchange(ExchangeConnector):
         self._recent: list[Bar] = []
         self.skipped_rows = 0
         self.injected_faults = 0
+        self._in_a_row = 0
         self._journal: _Journal | None = None
         if config.journal is not None:
             self._journal = _Journal(config.journal, self._fingerprint())
@@ -364,7 +382,7 @@ class PaperExchange(ExchangeConnector):
     async def _fetch_bars(
         self, venue_symbol: str, timeframe: str, start: datetime, end: datetime
     ) -> pd.DataFrame:
-        self._maybe_fail("get_historical_data")
+        await self._maybe_fail("get_historical_data")
         self._require_symbol(venue_symbol)
         if timeframe != self.config.timeframe:
             raise ConfigError(
@@ -420,7 +438,7 @@ class PaperExchange(ExchangeConnector):
                 if bar.symbol not in wanted:
                     continue
                 if faults.stream_drop_after is not None and sent >= faults.stream_drop_after:
-                    self.injected_faults += 1
+                    self._note_fault("stream_drop", "stream")
                     raise VenueUnavailableError("paper: injected stream drop")
                 self._recent.append(bar)
                 del self._recent[: -max(1, faults.stream_repeat_events)]
@@ -431,7 +449,7 @@ class PaperExchange(ExchangeConnector):
         return self.finished
 
     async def _submit_order(self, order: Order) -> OrderResult:
-        self._maybe_fail("place_order")
+        await self._maybe_fail("place_order")
         now = self.clock.now()
         if order.symbol not in self._universe:
             self._journal_order("reject", order, now, f"unknown symbol {order.symbol!r}")
@@ -447,23 +465,21 @@ class PaperExchange(ExchangeConnector):
             raise OrderRejectedError(f"paper: {reason}")
         self._journal_order("submit", order, now)
         record = self.engine.submit(order, now)
-        if (
-            self.config.faults.lost_reply_share
-            and self._faults.random() < self.config.faults.lost_reply_share
-        ):
-            self.injected_faults += 1
+        if self._roll(self.config.faults.lost_reply_share):
+            self._note_fault("lost_reply", "place_order")
             raise VenueUnavailableError(
                 "paper: injected fault: the order reached the book but the reply was lost"
             )
+        self._in_a_row = 0
         return record.to_result(venue_order_id=self._venue_id(record.seq))
 
     async def _find_order(self, client_order_id: str) -> OrderResult | None:
-        self._maybe_fail("get_order")
+        await self._maybe_fail("get_order")
         record = self.engine.get(client_order_id)
         return None if record is None else record.to_result(venue_order_id=self._venue_id(record.seq))
 
     async def _cancel_order(self, client_order_id: str) -> OrderResult:
-        self._maybe_fail("cancel_order")
+        await self._maybe_fail("cancel_order")
         held = self.engine.get(client_order_id)
         if self._journal is not None and held is not None and held.is_working:
             self._journal.append("cancel", {"cid": client_order_id, "now": self.clock.now().isoformat()})
@@ -471,11 +487,11 @@ class PaperExchange(ExchangeConnector):
         return record.to_result(venue_order_id=self._venue_id(record.seq))
 
     async def _fetch_positions(self) -> dict[str, Position]:
-        self._maybe_fail("get_positions")
+        await self._maybe_fail("get_positions")
         return {s: p for s, p in self._portfolio.positions.items() if p.quantity != 0}
 
     async def _fetch_account(self) -> Account:
-        self._maybe_fail("get_account")
+        await self._maybe_fail("get_account")
         p = self._portfolio
         equity = p.total_value
         lev = self.config.max_leverage
@@ -490,10 +506,18 @@ class PaperExchange(ExchangeConnector):
         )
 
     async def get_open_orders(self) -> list[tuple[Order, OrderResult]]:
-        """Every order still working, with its state, in submission order (for reconciliation)."""
-        self._check_open()
-        self._maybe_fail("get_open_orders")
-        return [(w.order, w.to_result(venue_order_id=self._venue_id(w.seq))) for w in self.engine.working()]
+        """Every order still working, with its state, in submission order (for reconciliation).
+
+        Injected faults here are retried and translated like those of the hooks (through the same resilient
+        call), so a timeout never escapes as a bare ``TimeoutError``.
+        """
+
+        async def fetch() -> list[tuple[Order, OrderResult]]:
+            await self._maybe_fail("get_open_orders")
+            working = self.engine.working()
+            return [(w.order, w.to_result(venue_order_id=self._venue_id(w.seq))) for w in working]
+
+        return await self._call("get_open_orders", fetch)
 
     async def _aclose(self) -> None:
         if self._journal is not None:
@@ -648,11 +672,36 @@ class PaperExchange(ExchangeConnector):
             )
         return ""
 
-    def _maybe_fail(self, op: str) -> None:
-        share = self.config.faults.fail_share
-        if share and self._faults.random() < share:
-            self.injected_faults += 1
+    async def _maybe_fail(self, op: str) -> None:
+        faults = self.config.faults
+        if self._roll(faults.timeout_share):
+            self._note_fault("timeout", op)
+            await asyncio.sleep(faults.hang_s)
+            raise TimeoutError(f"paper: injected timeout in {op} after {faults.hang_s:g} s")
+        if self._roll(faults.fail_share):
+            self._note_fault("error", op)
             raise VenueUnavailableError(f"paper: injected fault in {op}")
+        if op != "place_order":  # an order's reply can still be lost; _submit_order settles the run
+            self._in_a_row = 0
+
+    def _roll(self, share: float) -> bool:
+        if not share:
+            return False
+        limit = self.config.faults.max_in_a_row
+        if limit is not None and self._in_a_row >= limit:
+            return False  # a transient fault: this call goes through
+        return self._faults.random() < share
+
+    def _note_fault(self, kind: str, op: str) -> None:
+        self._in_a_row += 1
+        self.injected_faults += 1
+        path = self.config.faults.log
+        if path is not None:
+            try:
+                with open(path, "a", encoding="utf-8") as fh:
+                    fh.write(f"{kind} {op}\n")
+            except OSError as exc:  # counting faults must never become a fault of its own
+                logger.warning("cannot append to the fault log %s: %s", path, exc)
 
     def _require_symbol(self, symbol: str) -> None:
         if symbol not in self._universe:
