@@ -10,6 +10,7 @@ import pandas as pd
 from rich.console import Console
 
 from alphaloom.jobs import stages
+from alphaloom.jobs.bias import bias_all
 from alphaloom.jobs.config import RunConfig
 from alphaloom.jobs.progress import NullProgress, StageProgress
 from alphaloom.jobs.workspace import Workspace
@@ -48,6 +49,7 @@ def run_demo(ws: Workspace, config: RunConfig, progress: StageProgress | None = 
     timed("train cnn-lstm", stages.train_forecaster, ws, config, progress)
     timed("train rl", stages.train_agents, ws, config, progress)
     summary = timed("backtest", stages.run_backtests, ws, config, progress)
+    timed("bias", bias_all, ws, progress=progress)  # every registered model, by market slice
     report = timed("report", stages.build_report, ws, config)
     wall = round(time.perf_counter() - t_all, 2)
     ws.record("demo", {"wall_s": wall, "stage_s": timings, "report": str(report)})

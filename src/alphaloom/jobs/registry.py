@@ -8,6 +8,7 @@ out-of-sample backtest: the challenger's strategy and the champion's, on the sam
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -33,6 +34,7 @@ from alphaloom.registry import (
     PromotionGate,
     PromotionGateConfig,
     PromotionResult,
+    load_bias_report,
 )
 from alphaloom.risk import measures
 
@@ -73,11 +75,19 @@ def _numbers(row: dict[str, Any]) -> dict[str, float]:
 
 
 def register_forecaster(
-    ws: Workspace, config: RunConfig, info: dict[str, Any], bars: pd.DataFrame, model_config: ComponentConfig
+    ws: Workspace,
+    config: RunConfig,
+    info: dict[str, Any],
+    bars: pd.DataFrame,
+    model_config: ComponentConfig,
+    *,
+    into: Workspace | None = None,
 ) -> ModelVersionInfo:
     """Register the CNN+LSTM just saved to ``models/cnn_lstm``, with the bars of its training segments.
 
     Its metrics are the mean out-of-sample forecast metrics of the agent and test segments (per segment).
+    ``into`` is the workspace whose registry receives it (default ``ws``; the scheduler trains in a staging
+    workspace and registers in the main one).
     """
     metrics: dict[str, float] = {
         "fit_seconds": float(info["fit_seconds"]),
@@ -89,7 +99,7 @@ def register_forecaster(
             if col in g:
                 metrics[f"{seg}_{col}"] = float(g[col].astype(float).mean())
     lineage = Lineage(DataFingerprint.from_bars(bars), config.features.config_hash(), model_config)
-    with open_registry(ws) as registry:
+    with open_registry(into or ws) as registry:
         return registry.register("cnn_lstm", FORECASTER_NAME, ws.models_dir / "cnn_lstm", lineage, metrics)
 
 
@@ -99,16 +109,18 @@ def register_agents(
     info: dict[str, Any],
     bars: pd.DataFrame,
     agents: Sequence[Any],
+    *,
+    into: Workspace | None = None,
 ) -> list[ModelVersionInfo]:
     """Register each trained agent (parent: the registered forecaster whose forecasts it observes) and the
-    ensemble of them (parents: the agents)."""
+    ensemble of them (parents: the agents), in the registry of ``into`` (default ``ws``)."""
     forecaster = ws.manifest().get("train_cnn_lstm", {}).get("registered")
     parents = (forecaster,) if forecaster else ()
     fingerprint = DataFingerprint.from_bars(bars)
     feature_hash = config.features.config_hash()
     rows = {row["agent"]: row for row in info["agents"]}
     out = []
-    with open_registry(ws) as registry:
+    with open_registry(into or ws) as registry:
         for agent in agents:
             training = {
                 "agent": agent.config.model_dump(mode="json"),
@@ -223,7 +235,8 @@ def promote(
     """Promote ``name/version`` one stage; a move to champion is judged on the stored backtest.
 
     ``strategy`` is the backtest strategy the model trades as (by default its ``strategy`` tag); the current
-    champion's strategy is its own tag.
+    champion's strategy is its own tag. With a slice floor in ``gate_config``, the worst slices come from the
+    bias report stored with the version (``alphaloom models bias``); without one the floor fails.
     """
     gate = PromotionGate(gate_config)
     with open_registry(ws) as registry:
@@ -241,6 +254,10 @@ def promote(
             if champion_strategy == chosen:
                 champion_strategy = None  # the same strategy's stored returns cannot tell two versions apart
             evidence = backtest_evidence(ws, chosen, champion_strategy)
+            if gate.config.min_slice_hit_rate is not None or gate.config.min_slice_sharpe is not None:
+                report = load_bias_report(registry, name, version)  # the floors judge its stored report
+                worst = report.worst_slices() if report is not None else None
+                evidence = dataclasses.replace(evidence, worst_slices=worst)
         return registry.promote(name, version, approver, evidence=evidence, gate=gate, note=note)
 
 

@@ -7,6 +7,9 @@
   an authorised approver.
 - :class:`ABRouter` and :func:`compare_arms`: run a challenger beside the champion (shadow) or on a share of
   symbols or capital (split), record both, and decide with paired significance tests.
+- :func:`forecast_bias` and :func:`returns_bias`: a model's behaviour by market slice (asset class, symbol,
+  volatility and trend regime, time of day and week) with disparity tests; stored with the model
+  (:func:`store_bias_report`) and usable as a promotion floor.
 """
 
 from alphaloom.registry.ab import (
@@ -19,6 +22,16 @@ from alphaloom.registry.ab import (
     attribute_returns,
     compare_arms,
     regime_labels,
+)
+from alphaloom.registry.bias import (
+    BiasConfig,
+    BiasReport,
+    forecast_bias,
+    load_bias_report,
+    returns_bias,
+    slice_labels,
+    store_bias_report,
+    write_bias_html,
 )
 from alphaloom.registry.gates import (
     Approver,
@@ -42,6 +55,8 @@ __all__ = [
     "ABTestConfig",
     "Approver",
     "ApproverLike",
+    "BiasConfig",
+    "BiasReport",
     "DataFingerprint",
     "GateCheck",
     "GateDecision",
@@ -56,5 +71,11 @@ __all__ = [
     "attribute_returns",
     "code_version",
     "compare_arms",
+    "forecast_bias",
+    "load_bias_report",
     "regime_labels",
+    "returns_bias",
+    "slice_labels",
+    "store_bias_report",
+    "write_bias_html",
 ]

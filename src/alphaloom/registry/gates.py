@@ -8,7 +8,10 @@ A challenger becomes champion only when
    strategies) is at least ``min_deflated_sharpe``, and
 4. against the current champion, on the same bars, it shows no significant loss (``comparison =
    "no_significant_loss"``, the default) or a significant gain (``"significantly_better"``), by the paired
-   test named in ``test`` (a block bootstrap of the Sharpe difference by default).
+   test named in ``test`` (a block bootstrap of the Sharpe difference by default), and
+5. optionally (off by default), its worst market slice is not below a floor: ``min_slice_hit_rate`` and
+   ``min_slice_sharpe`` against the worst slices of its bias report (:mod:`alphaloom.registry.bias`), passed
+   as ``PromotionEvidence.worst_slices``. A floor that is set but has no figure in the evidence fails.
 
 Every statistic is computed by :mod:`alphaloom.risk.measures`, so the gate, the reports and the A/B
 comparison cannot disagree. A rejection is a result, not an error: :class:`GateDecision` says which checks
@@ -108,6 +111,9 @@ class PromotionGateConfig(ComponentConfig):
         Roles allowed to promote a challenger to champion, and to roll back.
     challenger_roles
         Roles allowed to promote a candidate to challenger (and archive).
+    min_slice_hit_rate, min_slice_sharpe
+        Floors on the worst slice of the model's bias report (hit rate in ``[0, 1]``; annualised Sharpe
+        ratio), checked whenever evidence is judged; ``None`` (the default) turns a floor off.
     """
 
     min_deflated_sharpe: float = Field(default=0.95, ge=0.0, le=1.0)
@@ -120,6 +126,8 @@ class PromotionGateConfig(ComponentConfig):
     min_bars: int = Field(default=60, ge=10)
     champion_roles: tuple[str, ...] = ("admin",)
     challenger_roles: tuple[str, ...] = ("trader", "admin")
+    min_slice_hit_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_slice_sharpe: float | None = Field(default=None, allow_inf_nan=False)
 
     @field_validator("champion_roles", "challenger_roles")
     @classmethod
@@ -168,6 +176,9 @@ class PromotionEvidence:
         Optional per-bar forecast losses of the two models on the same bars, for a Diebold-Mariano test.
     source
         Where the evidence comes from (symbols, segment, backtest), for the audit log.
+    worst_slices
+        ``{metric: (slice, value)}``, the worst slice per metric (``hit_rate``, ``sharpe``) of the model's
+        bias report (:meth:`alphaloom.registry.bias.BiasReport.worst_slices`), for the slice floors.
     """
 
     challenger_returns: np.ndarray
@@ -178,6 +189,7 @@ class PromotionEvidence:
     challenger_losses: np.ndarray | None = None
     champion_losses: np.ndarray | None = None
     source: str = ""
+    worst_slices: Mapping[str, tuple[str, float]] | None = None
 
     def __post_init__(self) -> None:
         challenger = _returns(self.challenger_returns, "challenger_returns")
@@ -211,6 +223,16 @@ class PromotionEvidence:
         object.__setattr__(self, "champion_returns", champion)
         object.__setattr__(self, "challenger_losses", losses[0])
         object.__setattr__(self, "champion_losses", losses[1])
+        if self.worst_slices is not None:
+            try:
+                worst = {str(k): (str(v[0]), float(v[1])) for k, v in dict(self.worst_slices).items()}
+            except (TypeError, ValueError, IndexError) as exc:
+                raise DataFormatError(
+                    "worst_slices must map a metric to (slice, value), e.g. "
+                    "{'hit_rate': ('symbol=SPY', 0.48)}; "
+                    f"got {self.worst_slices!r}."
+                ) from exc
+            object.__setattr__(self, "worst_slices", worst)
 
     @property
     def n_bars(self) -> int:
@@ -403,6 +425,7 @@ class PromotionGate:
                 f"{evidence.n_trials} trial(s)) {'>=' if dsr_ok else '<'} {cfg.min_deflated_sharpe}",
             )
         )
+        checks.extend(self._slice_floors(evidence, stats))
         champion = evidence.champion_returns
         if target_stage == "champion" and champion is not None:
             checks.append(self._compare(r, champion, ppy, stats))
@@ -413,6 +436,41 @@ class PromotionGate:
         elif target_stage == "champion":
             stats["comparison"] = "no champion yet: nothing to compare with"
         return GateDecision(all(c.passed for c in checks), target_stage, tuple(checks), stats)
+
+    def _slice_floors(self, evidence: PromotionEvidence, stats: dict[str, Any]) -> list[GateCheck]:
+        cfg = self.config
+        checks = []
+        worst = dict(evidence.worst_slices or {})
+        for metric, floor in (("hit_rate", cfg.min_slice_hit_rate), ("sharpe", cfg.min_slice_sharpe)):
+            if floor is None:
+                continue
+            name = f"worst slice {metric.replace('_', ' ')}"
+            if metric not in worst:
+                checks.append(
+                    GateCheck(
+                        name,
+                        False,
+                        "none",
+                        floor,
+                        f"a {metric} floor of {floor} is set but the evidence has no slice {metric}; compute "
+                        "the model's bias report (`alphaloom models bias NAME`) and pass its worst_slices",
+                    )
+                )
+                continue
+            label, value = worst[metric]
+            stats[f"worst_slice_{metric}"] = float(value)
+            stats[f"worst_slice_{metric}_at"] = str(label)
+            ok = math.isfinite(value) and value >= floor
+            checks.append(
+                GateCheck(
+                    name,
+                    ok,
+                    float(value),
+                    floor,
+                    f"worst slice {label}: {metric} {value:.4g} {'>=' if ok else '<'} floor {floor}",
+                )
+            )
+        return checks
 
     def _compare(self, r: np.ndarray, champion: np.ndarray, ppy: float, stats: dict[str, Any]) -> GateCheck:
         cfg = self.config

@@ -489,6 +489,71 @@ class ModelRegistry:
         )
         return Path(path)
 
+    def attach_text(
+        self,
+        name: str,
+        version: int | str,
+        path: str,
+        text: str,
+        *,
+        tags: Mapping[str, str] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        actor: str = "job:report",
+        action: str = "model.report_attached",
+    ) -> ModelVersionInfo:
+        """Store a report with a registered version: ``text`` as the artefact ``path`` of its run (replacing
+        one of the same path), ``metrics`` as run metrics, ``tags`` as ``alphaloom.<key>`` version tags; the
+        attachment is audited as ``action``. The stage and the model files are not touched."""
+        info = self.show(name, version)
+        if not isinstance(path, str) or not re.match(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$", path):
+            raise ConfigError(
+                f"artefact path must be a relative path like 'alphaloom/bias.json', got {path!r}."
+            )
+        if path == _LINEAGE_FILE or path.split("/")[0] == "model":
+            raise ConfigError(f"{path!r} is reserved for the model files and lineage; pick another path.")
+        clean = _clean_metrics(metrics)
+        client = self._client
+
+        def write() -> None:
+            from mlflow.entities import Metric
+
+            client.log_text(info.run_id, text, path)
+            now_ms = int(datetime.now(UTC).timestamp() * 1000)
+            batch = [Metric(k, v, now_ms, 0) for k, v in clean.items()]
+            for i in range(0, len(batch), 100):
+                client.log_batch(info.run_id, metrics=batch[i : i + 100])
+            for key, value in (tags or {}).items():
+                client.set_model_version_tag(info.name, str(info.version), f"{_TAG}{key}", str(value))
+
+        self._call(f"attaching {path} to {info.ref}", write)
+        self._audit(
+            actor,
+            action,
+            {
+                "model": info.ref,
+                "artefact": path,
+                "tags": dict(tags or {}),
+                "metrics": {k: _json_number(v) for k, v in clean.items()},
+            },
+        )
+        return self.show(info.name, info.version)
+
+    def read_text(self, name: str, version: int | str, path: str) -> str | None:
+        """A text artefact stored with :meth:`attach_text`, or None when the version has none at ``path``."""
+        info = self.show(name, version)
+        client = self._client
+        listed = self._call(
+            f"listing the artefacts of {info.ref}",
+            lambda: client.list_artifacts(info.run_id, path.rsplit("/", 1)[0] if "/" in path else None),
+        )
+        if path not in {f.path for f in listed}:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            local = self._call(
+                f"reading {path} of {info.ref}", lambda: client.download_artifacts(info.run_id, path, tmp)
+            )
+            return Path(local).read_text(encoding="utf-8")
+
     def _by_alias(self, name: str, stage: Stage) -> ModelVersionInfo | None:
         name = _check_name(name)
         if not self._model_exists(name):
