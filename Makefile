@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install demo browser test lint format bench clean
+.PHONY: install demo browser test lint format bench chaos clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,17 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b $(ARGS) || exit 1; done
+
+# Chaos suite, long form (minutes, not in CI; CI runs the short form in tests/reliability/test_chaos.py):
+# venue faults, SIGKILLs, PostgreSQL and Redis crashes during a paper run, compared with an undisturbed one.
+# Needs the PostgreSQL server binaries (initdb, pg_ctl) and redis-server; ARGS="--quick" for the short form.
+chaos: $(STAMP)
+	$(VENV)/bin/alphaloom chaos $(ARGS)
+
+# The service under steady load for minutes, memory sampled (not in CI): make soak ARGS="--minutes 10".
+.PHONY: soak
+soak: $(STAMP)
+	$(PY) scripts/soak.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .alphaloom build dist *.egg-info src/*.egg-info .pytest_cache .ruff_cache

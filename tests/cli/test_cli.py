@@ -35,6 +35,10 @@ SUBCOMMANDS = [
     ["models", "rollback"],
     ["ab", "report"],
     ["secrets", "list"],
+    ["serve"],
+    ["serve", "keys", "create"],
+    ["serve", "keys", "list"],
+    ["serve", "keys", "revoke"],
 ]
 
 

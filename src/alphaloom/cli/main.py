@@ -13,6 +13,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from alphaloom.cli.chaos import chaos_app
+from alphaloom.cli.results import results_app
+from alphaloom.cli.schedule import schedule_app
 from alphaloom.core.exceptions import AlphaloomError, ConfigError
 
 app = typer.Typer(
@@ -28,6 +31,9 @@ evaluate_app = typer.Typer(help="Compare models out of sample.", no_args_is_help
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(results_app, name="results")
+app.add_typer(schedule_app, name="schedule")
+app.add_typer(chaos_app, name="chaos")
 
 out = Console()
 
@@ -128,6 +134,9 @@ def demo(
     with progress.running():
         result = run_demo(ws, cfg, progress)
     print_summary(result, out)
+    from alphaloom.service.cli import dashboard_hint
+
+    out.print(dashboard_hint(ws), highlight=False)
 
 
 @data_app.command("ingest")
@@ -866,6 +875,22 @@ def models_promote(
         float, typer.Option("--min-dsr", help="Smallest deflated Sharpe ratio accepted.")
     ] = 0.95,
     note: Annotated[str, typer.Option("--note", help="Recorded with the decision.")] = "",
+    min_slice_hit_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--min-slice-hit-rate",
+            help="Floor on the worst slice's hit rate (bias report).",
+            show_default=False,
+        ),
+    ] = None,
+    min_slice_sharpe: Annotated[
+        float | None,
+        typer.Option(
+            "--min-slice-sharpe",
+            help="Floor on the worst slice's Sharpe ratio (bias report).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Promote candidate -> challenger, or challenger -> champion through the promotion gate (out-of-sample
     evidence from the stored backtest); exit 1 when the gate rejects it. Every decision is audited."""
@@ -873,7 +898,13 @@ def models_promote(
     from alphaloom.jobs.registry import Approver, PromotionGateConfig
 
     gate = PromotionGateConfig.from_dict(
-        {"comparison": comparison, "min_deflated_sharpe": min_dsr}, source="options"
+        {
+            "comparison": comparison,
+            "min_deflated_sharpe": min_dsr,
+            "min_slice_hit_rate": min_slice_hit_rate,
+            "min_slice_sharpe": min_slice_sharpe,
+        },
+        source="options",
     )
     result = registry.promote(
         _workspace(data_dir),
@@ -908,6 +939,41 @@ def models_rollback(
 
     restored = registry.rollback(_workspace(data_dir), name, Approver(approver, role), reason=reason)
     out.print(f"{restored.ref} is champion again")
+
+
+@models_app.command("bias")
+def models_bias(
+    name: Annotated[str, typer.Argument(help="Registered model, e.g. cnn_lstm, ppo, ensemble.")],
+    version: Annotated[
+        int | None,
+        typer.Option(
+            "--version",
+            help="Version [default: the one the workspace's predictions are of].",
+            show_default=False,
+        ),
+    ] = None,
+    data_dir: DataDir = None,
+    min_slice_size: Annotated[
+        int, typer.Option("--min-slice-size", help="Fewest bars a slice needs to be tested.")
+    ] = 30,
+    report_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="HTML file [default: reports/bias_NAME.html].", show_default=False, dir_okay=False
+        ),
+    ] = None,
+) -> None:
+    """Bias and fairness by market slice (asset class, symbol, volatility and trend regime, time of day and
+    week) with disparity tests; stored with the model in the registry and written as HTML."""
+    from alphaloom.jobs.bias import BiasConfig, bias_tables, model_bias
+
+    cfg = BiasConfig.from_dict({"min_slice_size": min_slice_size}, source="options")
+    result = model_bias(_workspace(data_dir), name, version, config=cfg, path=report_path)
+    for table in bias_tables(result):
+        out.print(table)
+    for note in result.report.notes:
+        out.print(f"note: {note}", highlight=False)
+    out.print(f"stored with {result.model.ref} in the registry; report: {result.path}", highlight=False)
 
 
 @ab_app.command("report")
@@ -1166,13 +1232,39 @@ def serve(
             "--config", help="A TOML/YAML file with a [service] table of ServiceSettings.", show_default=False
         ),
     ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert",
+            envvar="ALPHALOOM_TLS_CERT",
+            help="PEM certificate (chain): serve HTTPS. Needs --tls-key.",
+            show_default=False,
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-key",
+            envvar="ALPHALOOM_TLS_KEY",
+            help="PEM private key of --tls-cert.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Serve the API at http://HOST:PORT/api/v1 and the dashboard at http://HOST:PORT/."""
+    """Serve the API at http://HOST:PORT/api/v1 and the dashboard at http://HOST:PORT/ (https with TLS)."""
     if ctx.invoked_subcommand is not None:
         return
     from alphaloom.service.cli import run_server
 
-    run_server(data_dir=data_dir, host=host, port=port, trade_paper=trade_paper, config_file=config)
+    run_server(
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        trade_paper=trade_paper,
+        config_file=config,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+    )
 
 
 @keys_app.command("create")

@@ -285,6 +285,9 @@ def compute_features(ws: Workspace, config: RunConfig, progress: StageProgress |
         store.write_frame(FEATURES_TABLE, table)
     ws.save_config(config)
     info = {"symbols": symbols, "n_features": len(names), "feature_names": names, "rows": len(table)}
+    from alphaloom.jobs.results import record_features  # persisted results (alphaloom results list)
+
+    info["results_run"] = record_features(ws, config, table, bars)
     ws.record("features", info)
     return info
 
@@ -399,6 +402,9 @@ def train_forecaster(
 
         bars = pd.concat([d.bars.iloc[d.segments.forecaster] for d in data], ignore_index=True)
         info["registered"] = register_forecaster(ws, config, info, bars, cfg).ref
+    from alphaloom.jobs.results import record_predictions  # persisted results (alphaloom results list)
+
+    info["results_run"] = record_predictions(ws, config, pd.concat(frames, ignore_index=True), info)
     ws.record("train_cnn_lstm", info)
     return info
 
@@ -757,8 +763,11 @@ def run_backtests(ws: Workspace, config: RunConfig, progress: StageProgress | No
     _store_results(ws, results)
     with ws.open_store() as store:
         store.write_frame("ensemble_weights", pd.DataFrame(weights_rows))
+    from alphaloom.jobs.results import record_backtest  # persisted results (alphaloom results list)
+
+    run_id = record_backtest(ws, config, results)
     summary = _summary(results)
-    ws.record("backtest", {"rows": summary.to_dict(orient="records")})
+    ws.record("backtest", {"rows": summary.to_dict(orient="records"), "results_run": run_id})
     return summary
 
 
@@ -837,6 +846,7 @@ def build_report(ws: Workspace, config: RunConfig | None = None) -> Path:
             ("CNN+LSTM out-of-sample forecast metrics", "forecast_metrics"),
             ("Forecasters compared on purged walk-forward folds", "forecaster_comparison"),
             ("Data validation issues", ISSUES_TABLE),
+            ("Bias and fairness: worst market slice of each model (alphaloom models bias)", "bias_summary"),
         ):
             if store.has_frame(name):
                 extra[title] = store.read_frame(name)

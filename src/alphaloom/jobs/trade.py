@@ -12,6 +12,11 @@ The primary signal source is the workspace's trained RL ensemble (observations b
 features and forecasts, as ``alphaloom backtest`` builds them); when the agents or forecasts are missing the
 run says so and trades the fallback trend rule, recorded as degraded. Whenever the ensemble fails for a
 symbol and bar, the engine falls back to the trend rule for that decision.
+
+Orders, fills and the audit log go to the workspace's DuckDB file, or to PostgreSQL when
+``[trade] records_dsn`` is set; there, by default, a :class:`~alphaloom.data.storage.JournaledRelationalStore`
+journals the writes while the database is unreachable and replays them when it is back
+(docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -52,9 +57,17 @@ from alphaloom.execution import (
 )
 from alphaloom.jobs.config import RunConfig
 from alphaloom.jobs.progress import NullProgress, StageProgress
+from alphaloom.jobs.results import record_trading_run
 from alphaloom.jobs.workspace import Workspace
 
-__all__ = ["RLEnsembleSource", "paper_run_path", "summary_table", "trade"]
+__all__ = [
+    "RLEnsembleSource",
+    "open_records",
+    "paper_run_path",
+    "records_journal_path",
+    "summary_table",
+    "trade",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +206,50 @@ def _asset_classes(store, symbols: Sequence[str]) -> dict[str, AssetClass]:
     return {s: known[s].asset_class for s in symbols if s in known}
 
 
+def records_journal_path(ws: Workspace) -> Path:
+    """The journal of the workspace's PostgreSQL records (writes waiting for the database)."""
+    return ws.root / "trade" / "records.journal"
+
+
+def open_records(ws: Workspace, config: RunConfig):  # -> RelationalStore; imported lazily
+    """The relational store a trading run writes its orders, fills and audit log to.
+
+    The workspace's DuckDB file by default; PostgreSQL when ``config.trade.records_dsn`` is set, wrapped in
+    a :class:`~alphaloom.data.storage.JournaledRelationalStore` unless ``records_journal`` is off.
+    """
+    tcfg = config.trade
+    if not tcfg.records_dsn:
+        from alphaloom.data.storage.relational import DuckDBRelationalStore
+
+        return DuckDBRelationalStore(ws.store_path)
+    from alphaloom.data.storage.relational import PostgresRelationalStore
+
+    dsn = tcfg.records_dsn
+    if not tcfg.records_journal:
+        return PostgresRelationalStore(dsn)
+    from alphaloom.data.storage.journal import JournaledRelationalStore
+
+    return JournaledRelationalStore(
+        lambda: PostgresRelationalStore(dsn), records_journal_path(ws), retry_after_s=tcfg.records_retry_s
+    )
+
+
+def _records_summary(records) -> dict[str, Any]:
+    health = getattr(records, "health", None)
+    if health is None:
+        return {}
+    with contextlib.suppress(Exception):  # a last chance to replay before the summary is taken
+        records.replay()
+    h = health()
+    return {
+        "records": h.status,
+        "records_journaled": h.journaled,
+        "records_replayed": h.replayed,
+        "records_pending": h.pending,
+        "records_rejected": h.rejected,
+    }
+
+
 def trade(
     ws: Workspace,
     config: RunConfig,
@@ -258,7 +315,6 @@ def _trade_paper(
     progress: StageProgress,
 ) -> dict[str, Any]:
     from alphaloom.data.connectors.paper import PaperConfig, PaperExchange
-    from alphaloom.data.storage.relational import DuckDBRelationalStore
 
     if n_bars < 1:
         raise ConfigError(f"--bars must be at least 1, got {n_bars}.")
@@ -312,11 +368,12 @@ def _trade_paper(
                 initial_cash=config.initial_cash,
                 account_id=f"paper-{run_id}",
                 journal=run_file.parent / f"paper-{run_id}.sqlite",
+                faults=tcfg.paper_faults,
             ),
             store=store,
             fees=config.costs,
         )
-        records = DuckDBRelationalStore(ws.store_path)
+        records = open_records(ws, config)
         try:
             risk = _make_risk(config, records, exchange.clock, classes)
             engine = TradingEngine(
@@ -354,9 +411,11 @@ def _trade_paper(
             health = asyncio.run(_drive(engine, exchange, feed, task))
             summary = _summary(engine, health, exchange.portfolio, venue="paper", finished=exchange.finished)
             summary["primary"] = engine.primary.name
+            summary.update(_records_summary(records))
         finally:
             records.close()
     ws.record("trade", summary)
+    summary["results_run"] = record_trading_run(ws, config, summary)
     return summary
 
 
@@ -381,7 +440,6 @@ def _trade_live(
     venue_config_file: Path | None,
     progress: StageProgress,
 ) -> dict[str, Any]:
-    from alphaloom.data.storage.relational import DuckDBRelationalStore
     from alphaloom.jobs.venues import make_connector
 
     tcfg = config.trade
@@ -391,7 +449,7 @@ def _trade_live(
     with ws.open_store() as store:
         classes = _asset_classes(store, symbols)
         primary, why = _primary_source(ws, config, datetime.now(UTC))
-        records = DuckDBRelationalStore(ws.store_path)
+        records = open_records(ws, config)
         try:
             engine = TradingEngine(
                 tcfg.engine,
@@ -412,9 +470,11 @@ def _trade_live(
             task = progress.task(f"trade {venue} {run_id}", total=None)
             health = asyncio.run(_drive(engine, connector, feed, task))
             summary = _summary(engine, health, engine.portfolio, venue=venue, finished=False)
+            summary.update(_records_summary(records))
         finally:
             records.close()
     ws.record("trade", summary)
+    summary["results_run"] = record_trading_run(ws, config, summary)
     return summary
 
 

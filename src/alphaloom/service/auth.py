@@ -351,7 +351,9 @@ def require(role: Role) -> Callable[..., Any]:
     It also applies the per-key rate limit (429) and records the caller on the request for the logs.
     """
 
-    def dependency(
+    # async although it never awaits: FastAPI runs a plain ``def`` dependency on a worker thread, a thread
+    # hand-off per request that cost more than the check itself (a file stat and one HMAC)
+    async def dependency(
         request: Request,
         api_key: Annotated[str | None, Depends(_api_key_header)] = None,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,

@@ -3,6 +3,9 @@
 - :func:`load_forecaster` finds the model to serve: the registry's champion ``cnn_lstm``; else the latest
   registered version (and says so: ``fallback`` is set, ``/readyz`` and the predictions' ``model_version``
   show it); else the forecaster saved in ``<data-dir>/models/cnn_lstm``.
+- :func:`load_fallback_forecaster`: when the CNN+LSTM cannot be loaded at all (a corrupt or missing file,
+  an incompatible export), the persistence baseline (:class:`PersistencePredictor`) is served instead, and
+  ``/readyz`` and every prediction (``source``) say so: the service degrades instead of failing.
 - :class:`FeatureWindows` holds each symbol's latest complete feature window (the model's ``window`` rows of
   its feature columns, from the stored ``features`` table), i.e. the input of the next forecast.
 - :class:`MicroBatcher` queues concurrent requests and runs them as one forward pass when ``max_size``
@@ -30,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -39,6 +43,7 @@ import pandas as pd
 from alphaloom.core.exceptions import (
     CacheUnavailableError,
     ConfigError,
+    DataFormatError,
     DataNotFoundError,
     NotFittedError,
     StorageError,
@@ -51,7 +56,9 @@ __all__ = [
     "ForecastModel",
     "InferenceService",
     "MicroBatcher",
+    "PersistencePredictor",
     "PredictionCache",
+    "load_fallback_forecaster",
     "load_forecaster",
 ]
 
@@ -82,6 +89,11 @@ class ForecastModel:
     @property
     def window(self) -> int:
         return int(self.predictor.window)
+
+    @property
+    def source(self) -> str:
+        """``"cnn_lstm"``, or ``"persistence_baseline"`` when the CNN+LSTM could not be loaded."""
+        return "persistence_baseline" if self.stage == "fallback" else "cnn_lstm"
 
     @property
     def feature_names(self) -> list[str]:
@@ -139,6 +151,61 @@ def load_forecaster(ws: Workspace, *, backend: str = "eager") -> ForecastModel:
         "unregistered",
         f"{why}; serving the forecaster saved in {path}",
     )
+
+
+class PersistencePredictor:
+    """The forecaster served when the CNN+LSTM cannot be loaded: alphaloom's persistence baseline.
+
+    :class:`~alphaloom.models.PersistenceForecaster` (the last ``horizon``-bar return goes on; the
+    probabilities come from how often that held on the stored history) is fitted on the stored closes at
+    start-up, in milliseconds, and adapted here to the predictor interface the micro-batcher calls: its
+    inputs are windows of the last ``horizon + 1`` closes, ``feature_names == ["close"]``.
+
+    Parameters
+    ----------
+    forecaster
+        A fitted :class:`~alphaloom.models.PersistenceForecaster`.
+    """
+
+    def __init__(self, forecaster: Any) -> None:
+        self.forecaster = forecaster
+        self.feature_names = ["close"]
+        self.window = int(forecaster.config.horizon) + 1
+        # any increasing UTC index: persistence reads only the closes' order
+        self._index = pd.date_range("2000-01-03", periods=self.window, freq="D", tz="UTC", name="ts")
+
+    def predict_windows(self, windows: np.ndarray) -> Any:
+        """Probabilities ``(n, 3)`` and forecast log returns ``(n,)`` for close windows ``(n, window, 1)``."""
+        proba = np.empty((len(windows), 3))
+        ret = np.empty(len(windows))
+        for i, window in enumerate(np.asarray(windows, dtype=np.float64)):
+            out = self.forecaster.predict(pd.DataFrame({"close": window[:, 0]}, index=self._index))
+            if out.empty:
+                raise DataNotFoundError(
+                    "the persistence fallback needs finite, positive closes in its window."
+                )
+            last = out.iloc[-1]
+            proba[i] = (last["p_down"], last["p_flat"], last["p_up"])
+            ret[i] = last["pred_return"]
+        return SimpleNamespace(probabilities=proba, pred_return=ret)
+
+
+def load_fallback_forecaster(
+    store: Any, symbols: Sequence[str], why: str
+) -> tuple[ForecastModel, pd.DataFrame]:
+    """The persistence baseline fitted on the stored closes of ``symbols``, and its input frame.
+
+    Returns the model (``stage == "fallback"``, ``fallback`` saying ``why``) and the ``symbol, ts, close``
+    frame its :class:`FeatureWindows` are cut from.
+    """
+    from alphaloom.models import PersistenceConfig, PersistenceForecaster
+
+    bars = store.read_bars(list(symbols))[["symbol", "ts", "close"]]
+    frames = {str(sym): g.set_index("ts")[["close"]] for sym, g in bars.groupby("symbol", sort=True)}
+    forecaster = PersistenceForecaster(PersistenceConfig()).fit(frames)
+    predictor = PersistencePredictor(forecaster)
+    version = f"persistence@{forecaster.config.config_hash()[:12]}"
+    return ForecastModel(predictor, version, "fallback", f"{why}; serving the persistence baseline"), bars
 
 
 class FeatureWindows:
@@ -224,15 +291,35 @@ class PredictionCache:
         Seconds a prediction stays valid.
     redis
         A :class:`~alphaloom.data.storage.redis_cache.RedisCache`, or ``None``.
+    retry_after_s
+        After a Redis failure, seconds during which only the in-process level is used.
+    clock
+        Monotonic seconds (injectable for tests).
     """
 
-    def __init__(self, size: int, ttl_s: float, redis: Any | None = None) -> None:
+    def __init__(
+        self,
+        size: int,
+        ttl_s: float,
+        redis: Any | None = None,
+        *,
+        retry_after_s: float = 5.0,
+        clock: Any = time.monotonic,
+    ) -> None:
         self.size = int(size)
         self.ttl_s = float(ttl_s)
         self.redis = redis
+        self.retry_after_s = float(retry_after_s)
+        self._clock = clock
+        self._redis_down_until = 0.0
         self._lru: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self.stats = CacheStats()
+
+    def _use_redis(self) -> bool:
+        # after a failure Redis is left alone for retry_after_s: an outage costs one timeout per interval,
+        # not one per request (the calls are synchronous, on the event loop)
+        return self.redis is not None and self._clock() >= self._redis_down_until
 
     @staticmethod
     def key(model_version: str, digest: str) -> str:
@@ -249,10 +336,10 @@ class PredictionCache:
                     self.stats.hits += 1
                     return entry.value
                 del self._lru[k]
-        if self.redis is not None:
+        if self._use_redis():
             try:
                 cached = self.redis.prediction(digest, model_version)
-            except (CacheUnavailableError, StorageError) as exc:
+            except (CacheUnavailableError, StorageError, DataFormatError) as exc:
                 self._redis_failed(exc)
                 cached = None
             if cached is not None:
@@ -264,10 +351,10 @@ class PredictionCache:
 
     def put(self, model_version: str, digest: str, value: dict[str, Any], ts: datetime) -> None:
         self._put_local(self.key(model_version, digest), value, time.monotonic())
-        if self.redis is not None:
+        if self._use_redis():
             try:
                 self.redis.set_prediction(digest, model_version, value, ts=ts, ttl_s=self.ttl_s)
-            except (CacheUnavailableError, StorageError) as exc:
+            except (CacheUnavailableError, StorageError, DataFormatError) as exc:
                 self._redis_failed(exc)
 
     def _put_local(self, k: str, value: dict[str, Any], now: float) -> None:
@@ -280,6 +367,7 @@ class PredictionCache:
                 self._lru.popitem(last=False)
 
     def _redis_failed(self, exc: Exception) -> None:
+        self._redis_down_until = self._clock() + self.retry_after_s
         self.stats.redis_errors += 1
         self.stats.last_redis_error = str(exc)
         logger.warning("prediction cache: Redis failed, using the in-process cache (%s)", exc)
@@ -291,7 +379,9 @@ class PredictionCache:
         try:
             self.redis.ping()
         except (CacheUnavailableError, StorageError) as exc:
+            self._redis_failed(exc)
             return f"unavailable: {exc}"
+        self._redis_down_until = 0.0  # back: use it again at once
         return "ok"
 
 
@@ -426,6 +516,7 @@ class InferenceService:
             "p_up": float(proba[2]),
             "pred_return": float(ret),
             "model_version": self.model.version,
+            "source": self.model.source,
         }
 
     def _count(self, cached: bool) -> None:

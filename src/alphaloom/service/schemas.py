@@ -9,7 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
+
+from alphaloom.core.exceptions import did_you_mean
+from alphaloom.risk import RiskLimits
 
 __all__ = [
     "ABStatus",
@@ -39,10 +42,9 @@ __all__ = [
     "TokenOut",
 ]
 
-SymbolStr = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._\-/=^]+$"),
-]
+#: The characters of :data:`alphaloom.core.types.Symbol` (what orders and the store accept).
+SYMBOL_PATTERN = r"^[A-Za-z0-9._/\-^:]+$"
+SymbolStr = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=SYMBOL_PATTERN)]
 
 
 class _In(BaseModel):
@@ -61,14 +63,21 @@ class HealthOut(BaseModel):
 
 class Dependencies(BaseModel):
     store: str = Field(description="'ok' or what is wrong with the workspace store.")
-    redis: str = Field(description="'ok', 'disabled' (no redis_url) or 'unavailable: ...'.")
+    redis: str = Field(
+        description="'ok', 'disabled' (no redis_url) or 'down: <why>; ...' (in-process cache)."
+    )
     registry: str = Field(description="The served model, and why it is a fallback if it is one.")
     connectors: dict[str, str] = Field(description="Circuit breaker state per connector.")
     trading: str = Field(description="The paper session: 'running', 'finished', 'off' or its error.")
 
 
 class ReadyOut(BaseModel):
-    ready: bool
+    ready: bool = Field(description="Whether the service can answer: store, model and session are up.")
+    status: Literal["ok", "degraded", "unavailable"] = Field(
+        description="'degraded': serving, with a fallback somewhere (a baseline model, the in-process "
+        "cache, the trend rule); `degraded` says which and why."
+    )
+    degraded: list[str] = Field(description="Each fallback in use, and why.")
     dependencies: Dependencies
 
 
@@ -115,6 +124,10 @@ class PredictionOut(BaseModel):
     p_up: float = Field(ge=0, le=1)
     pred_return: float = Field(description="Forecast forward log return over the model's horizon.")
     model_version: str
+    source: Literal["cnn_lstm", "persistence_baseline"] = Field(
+        description="The CNN+LSTM, or the persistence baseline served while it cannot be loaded (/readyz "
+        "says why)."
+    )
     cached: bool
 
 
@@ -137,6 +150,10 @@ class SignalOut(BaseModel):
     model_version: str
     source: str = Field(
         description="The signal source that decided (rl_ensemble, or the fallback trend rule)."
+    )
+    fallback: str | None = Field(
+        default=None,
+        description="Why the fallback source decided (null when the primary RL ensemble did).",
     )
     input_hash: str
     votes: list[Vote]
@@ -170,11 +187,36 @@ OrderStatusLit = Literal["new", "accepted", "partially_filled", "filled", "cance
 
 
 class OrderRequest(_In):
+    """A market order (no ``limit_price``) or a limit order (``limit_price`` required).
+
+    The pairing is in the JSON schema too (``if``/``then``/``else`` on ``order_type``), so generated clients
+    and fuzzers know it.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"order_type": {"const": "limit"}}, "required": ["order_type"]},
+            "then": {"required": ["limit_price"], "properties": {"limit_price": {"type": "number"}}},
+            "else": {"properties": {"limit_price": {"type": "null"}}},
+        }
+    )
+
     symbol: SymbolStr = Field(examples=["SPY"])
     side: Literal["buy", "sell"]
     quantity: float = Field(gt=0, le=1e12, allow_inf_nan=False, examples=[10])
     order_type: Literal["market", "limit"] = "market"
     limit_price: float | None = Field(default=None, gt=0, le=1e12, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _price_matches_type(self) -> OrderRequest:
+        if self.order_type == "limit" and self.limit_price is None:
+            raise ValueError("a limit order needs a limit_price (> 0)")
+        if self.order_type == "market" and self.limit_price is not None:
+            raise ValueError(
+                f"a market order takes no limit_price (got {self.limit_price}); "
+                "send order_type 'limit' to set a price"
+            )
+        return self
 
 
 class OrderOut(BaseModel):
@@ -249,14 +291,53 @@ class RiskOut(BaseModel):
     measures: dict[str, Any]
 
 
-class RiskLimitsUpdate(_In):
-    """Only the limits to change; each is validated by :class:`alphaloom.risk.RiskLimits`."""
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # a limit left out is unchanged, not reset
 
-    model_config = ConfigDict(extra="allow")
+
+class _LimitsUpdateBase(_In):
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_and_not_empty(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if not data:
+                raise ValueError(
+                    'no limits given; send e.g. {"max_leverage": 1.5}. GET /api/v1/risk lists them'
+                )
+            unknown = [str(k) for k in data if k not in cls.model_fields]
+            if unknown:
+                raise ValueError(
+                    f"unknown limit {unknown[0]!r}.{did_you_mean(unknown[0], cls.model_fields)} "
+                    f"Limits: {', '.join(cls.model_fields)}"
+                )
+        return data
+
+
+#: Only the limits to change, each with :class:`alphaloom.risk.RiskLimits`' own type and range (so the
+#: schema lists them exactly); cross-field rules (halt above reduce, ...) are checked on the merged limits.
+RiskLimitsUpdate: type[_LimitsUpdateBase] = create_model(  # type: ignore[call-overload]
+    "RiskLimitsUpdate",
+    __base__=_LimitsUpdateBase,
+    __doc__="Only the limits to change; the others keep their values. See `GET /api/v1/risk`.",
+    **{
+        name: (
+            # the field's own constraints (gt=0, ...) travel in its metadata
+            Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation,
+            Field(default=None, description=info.description, json_schema_extra=_no_default),
+        )
+        for name, info in RiskLimits.model_fields.items()
+    },
+)
 
 
 class ReasonRequest(_In):
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
+    reason: Annotated[
+        str,
+        StringConstraints(min_length=3, max_length=500, pattern=r"\S[\s\S]*\S[\s\S]*\S"),
+        Field(description="Why, for the audit log: at least 3 characters that are not spaces."),
+    ]
 
 
 class AuditVerifyOut(BaseModel):

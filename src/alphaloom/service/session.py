@@ -73,6 +73,10 @@ class TradingSession:
         Bar times to replay (``config.trade.bars`` when ``None``).
     trade
         ``False``: no exchange or engine (the risk manager and its controls still work; orders get a 503).
+    forecaster_problem
+        Why the CNN+LSTM could not be loaded ('' when it was): the RL ensemble, whose observations are the
+        CNN+LSTM's forecasts, is then not used and the session trades the trend rule, saying why in
+        ``degraded`` and in each signal's ``fallback``.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class TradingSession:
         replay_interval_s: float = 1.0,
         replay_bars: int | None = None,
         trade: bool = True,
+        forecaster_problem: str = "",
     ) -> None:
         from alphaloom.data.storage.relational import DuckDBRelationalStore
 
@@ -97,6 +102,7 @@ class TradingSession:
         self.equity: deque[tuple[datetime, float]] = deque(maxlen=_EQUITY_POINTS)
         self.signals: dict[str, dict[str, Any]] = {}
         self.degraded: list[str] = []
+        self.fallback_reason = ""
         self.exchange: Any = None
         self.engine: TradingEngine | None = None
         self.finished = False
@@ -137,9 +143,13 @@ class TradingSession:
         self.risk = RiskManager(
             config.risk, audit=self.records, clock=self.exchange.clock, instruments=classes
         )
-        primary, why = self._primary(start)
+        if forecaster_problem:
+            primary, why = None, f"{forecaster_problem}; the ensemble's agents read its forecasts"
+        else:
+            primary, why = self._primary(start)
         if primary is None:
-            self.degraded.append(f"signals: no RL ensemble ({why}); trading the fallback trend rule")
+            self.fallback_reason = f"no RL ensemble ({why}); trading the fallback trend rule"
+            self.degraded.append(f"signals: {self.fallback_reason}")
         self.engine = TradingEngine(
             config.trade.engine,
             connector=self.exchange,
@@ -286,9 +296,17 @@ class TradingSession:
                         "weight": float(weight),
                     }
                 )
+        fallback = None
+        backup = self.engine.fallback if self.engine is not None else None
+        if backup is not None and decision.source == backup.name:
+            fallback = self.fallback_reason or (
+                f"the primary signal source failed for {sig.symbol} at this bar "
+                f"({self.engine.health.last_degradation or 'see the logs'})"
+            )
         data = {
             **_jsonable(sig.model_dump(mode="json")),
             "source": decision.source,
+            "fallback": fallback,
             "input_hash": decision.input_hash,
             "votes": votes,
         }

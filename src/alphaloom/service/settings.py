@@ -21,7 +21,7 @@ class ServiceSettings(ComponentConfig):
     data_dir
         The workspace (store, models, reports); ``$ALPHALOOM_DATA_DIR`` or ``./.alphaloom`` when ``None``.
     host, port
-        Where uvicorn listens.
+        Where uvicorn listens (port 0: a free port the system picks).
     cors_origins
         Origins allowed to call the API from a browser; empty (the default) closes CORS: no
         ``Access-Control-Allow-Origin`` header is ever sent.
@@ -57,7 +57,7 @@ class ServiceSettings(ComponentConfig):
 
     data_dir: Path | None = None
     host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
+    port: int = Field(default=8000, ge=0, le=65535)
     cors_origins: tuple[str, ...] = ()
     viewer_rate_per_s: float = Field(default=50.0, gt=0)
     trader_rate_per_s: float = Field(default=100.0, gt=0)

@@ -4,6 +4,11 @@
   default) and :class:`PostgresBarStore` (production; a TimescaleDB hypertable when the extension is there).
 - :class:`RelationalStore` holds accounts, model configs and versions, orders and fills and the hash-chained
   audit log, with numbered migrations: :class:`DuckDBRelationalStore` and :class:`PostgresRelationalStore`.
+- :class:`ResultsStore` keeps result runs (feature vectors, predictions, backtest statistics, equity curves
+  and trades, live performance) for later comparison: :class:`DuckDBResultsStore` and
+  :class:`PostgresResultsStore`.
+- :class:`JournaledRelationalStore` wraps a relational store (PostgreSQL) so that writes made while the
+  database is down go to a local journal and are replayed, in order and idempotently, when it is back.
 - :class:`RedisCache` caches the latest bars, quotes and predictions; :class:`CachedBarSource` serves the
   latest bar from it and falls back to a :class:`BarStore` while Redis is down.
 
@@ -20,6 +25,7 @@ from alphaloom.data.storage.base import QUARANTINE_COLUMNS, SUMMARY_COLUMNS, Bar
 from alphaloom.data.storage.duckdb_store import DuckDBBarStore
 
 if TYPE_CHECKING:
+    from alphaloom.data.storage.journal import JournaledRelationalStore, JournalHealth
     from alphaloom.data.storage.postgres_store import PostgresBarStore, PostgresTLS, redact_dsn
     from alphaloom.data.storage.redis_cache import (
         CachedBarSource,
@@ -41,6 +47,13 @@ if TYPE_CHECKING:
         PostgresRelationalStore,
         RelationalStore,
     )
+    from alphaloom.data.storage.results import (
+        DuckDBResultsStore,
+        PostgresResultsStore,
+        ResultKind,
+        ResultRun,
+        ResultsStore,
+    )
 
 __all__ = [
     "MIGRATIONS",
@@ -55,21 +68,30 @@ __all__ = [
     "CachedPrediction",
     "DuckDBBarStore",
     "DuckDBRelationalStore",
+    "DuckDBResultsStore",
+    "JournalHealth",
+    "JournaledRelationalStore",
     "Migration",
     "ModelStage",
     "ModelVersion",
     "OrderRecord",
     "PostgresBarStore",
     "PostgresRelationalStore",
+    "PostgresResultsStore",
     "PostgresTLS",
     "RedisCache",
     "RedisTLS",
     "RelationalStore",
+    "ResultKind",
+    "ResultRun",
+    "ResultsStore",
     "WriteResult",
     "redact_dsn",
 ]
 
 _LAZY = {
+    "JournalHealth": "journal",
+    "JournaledRelationalStore": "journal",
     "PostgresBarStore": "postgres_store",
     "PostgresTLS": "postgres_store",
     "redact_dsn": "postgres_store",
@@ -89,6 +111,11 @@ _LAZY = {
     "OrderRecord": "relational",
     "PostgresRelationalStore": "relational",
     "RelationalStore": "relational",
+    "DuckDBResultsStore": "results",
+    "PostgresResultsStore": "results",
+    "ResultKind": "results",
+    "ResultRun": "results",
+    "ResultsStore": "results",
 }
 
 

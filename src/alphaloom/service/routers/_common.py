@@ -17,6 +17,7 @@ Trader = Annotated[Principal, Depends(require(Role.TRADER))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 
 _DESCRIPTIONS = {
+    400: "The body is not valid JSON.",
     401: "No credentials, or a bad, expired or revoked key or token.",
     403: "The key's role is too low for this route.",
     404: "Not found.",

@@ -20,7 +20,7 @@ JobId = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")
     response_model=BacktestJob,
     status_code=202,
     summary="Start a backtest job.",
-    responses=errors(404, 503),
+    responses=errors(400, 404, 503),
 )
 async def start(request: Request, body: BacktestRequest, _: Trader) -> BacktestJob:
     svc = services(request)

@@ -25,13 +25,19 @@ async def healthz() -> HealthOut:
 )
 async def readyz(request: Request, response: Response) -> ReadyOut:
     svc = services(request)
+    degraded: list[str] = []
     store = "ok" if svc.store is not None else svc.problems.get("store", "not open")
     if svc.inference is not None:
         model = svc.inference.model
         registry = f"ok: serving {model.version} ({model.stage})"
         if model.fallback:
             registry = f"degraded: {model.fallback}"
+            if model.stage == "fallback":
+                degraded.append(f"predictions: {model.fallback}")
         redis = svc.inference.cache.redis_state()
+        if redis.startswith("unavailable"):
+            redis = f"down: {redis.removeprefix('unavailable: ')}; predictions use the in-process cache"
+            degraded.append(f"redis: {redis}")
     else:
         registry = svc.problems.get("inference", "no model loaded")
         redis = "disabled" if not svc.settings.redis_url else "unknown: inference did not start"
@@ -49,14 +55,17 @@ async def readyz(request: Request, response: Response) -> ReadyOut:
         state = health.breaker_state.value
         connectors[health.venue or "paper"] = state
         svc.metrics.set_breaker("paper", state)
-        for degraded in session.degraded:
-            trading += f"; degraded {degraded}"
+        for why in session.degraded:
+            trading += f"; degraded {why}"
+            degraded.append(why)
     ready = svc.store is not None and svc.inference is not None and session is not None
-    ready = ready and not redis.startswith("unavailable") and all(s != "open" for s in connectors.values())
+    ready = ready and all(s != "open" for s in connectors.values())
     response.status_code = 200 if ready else 503
     return ReadyOut.model_validate(
         {
             "ready": ready,
+            "status": ("degraded" if degraded else "ok") if ready else "unavailable",
+            "degraded": degraded,
             "dependencies": {
                 "store": store,
                 "redis": redis,

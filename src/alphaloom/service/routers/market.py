@@ -8,15 +8,19 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Query, Request
 
-from alphaloom.core.exceptions import ConfigError, UnknownSymbolError, did_you_mean
+from alphaloom.core.exceptions import (
+    ConfigError,
+    DataNotFoundError,
+    EmptyRangeError,
+    UnknownSymbolError,
+    did_you_mean,
+)
 from alphaloom.service.routers._common import Viewer, errors, services
-from alphaloom.service.schemas import Bar, FeatureRows
+from alphaloom.service.schemas import SYMBOL_PATTERN, Bar, FeatureRows
 
 router = APIRouter(tags=["market"])
 
-SymbolQuery = Annotated[
-    str, Query(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._\-/=^]+$", examples=["SPY"])
-]
+SymbolQuery = Annotated[str, Query(min_length=1, max_length=32, pattern=SYMBOL_PATTERN, examples=["SPY"])]
 
 
 def _known(store, symbol: str) -> None:
@@ -57,7 +61,10 @@ async def bars(
     if start is not None and end is not None and start >= end:
         raise ConfigError(f"start ({start.isoformat()}) must be before end ({end.isoformat()}).")
     _known(store, symbol)
-    frame = store.read_bars([symbol], start, end).tail(limit)
+    try:
+        frame = store.read_bars([symbol], start, end).tail(limit)
+    except EmptyRangeError as exc:  # a valid question with no bars in the range: 404 with what there is
+        raise DataNotFoundError(str(exc)) from exc
     cols = ["symbol", "ts", "open", "high", "low", "close", "volume"]
     return [Bar.model_validate(r) for r in frame[cols].to_dict(orient="records")]
 

@@ -14,7 +14,7 @@ router = APIRouter(tags=["predictions"])
     "/predict",
     response_model=PredictionOut,
     summary="Forecast one symbol at its latest complete feature window.",
-    responses=errors(404, 503),
+    responses=errors(400, 404, 503),
 )
 async def predict(request: Request, body: PredictRequest, _: Viewer) -> PredictionOut:
     out = await services(request).need("inference").predict(body.symbol)
@@ -25,7 +25,7 @@ async def predict(request: Request, body: PredictRequest, _: Viewer) -> Predicti
     "/predict/batch",
     response_model=list[PredictionOut],
     summary="Forecast many symbols in one forward pass (cache hits answered without it).",
-    responses=errors(404, 503),
+    responses=errors(400, 404, 503),
 )
 async def predict_batch(request: Request, body: BatchPredictRequest, _: Viewer) -> list[PredictionOut]:
     out = await services(request).need("inference").predict_batch(body.symbols)

@@ -24,24 +24,20 @@ async def risk(request: Request, _: Viewer) -> RiskOut:
     "/risk/limits",
     response_model=RiskOut,
     summary="Change risk limits (only the ones given; audited).",
-    responses=errors(503),
+    responses=errors(400, 503),
 )
 async def set_limits(request: Request, body: RiskLimitsUpdate, principal: Admin) -> RiskOut:
-    changes = dict(body.model_extra or {})
-    if not changes:
-        from alphaloom.core.exceptions import ConfigError
-
-        raise ConfigError('no limits given; send e.g. {"max_leverage": 1.5}. GET /api/v1/risk lists them.')
+    changes = body.model_dump(exclude_unset=True)
     return RiskOut.model_validate(services(request).need("session").set_limits(changes, actor(principal)))
 
 
 @router.post(
-    "/risk/kill", response_model=RiskOut, summary="Kill switch: halt trading now.", responses=errors(503)
+    "/risk/kill", response_model=RiskOut, summary="Kill switch: halt trading now.", responses=errors(400, 503)
 )
 async def kill(request: Request, body: ReasonRequest, principal: Admin) -> RiskOut:
     return RiskOut.model_validate(services(request).need("session").kill(actor(principal), body.reason))
 
 
-@router.post("/risk/resume", response_model=RiskOut, summary="Lift every halt.", responses=errors(503))
+@router.post("/risk/resume", response_model=RiskOut, summary="Lift every halt.", responses=errors(400, 503))
 async def resume(request: Request, body: ReasonRequest, principal: Admin) -> RiskOut:
     return RiskOut.model_validate(services(request).need("session").resume(actor(principal), body.reason))

@@ -73,7 +73,10 @@ async def orders(
     response_model=OrderOut,
     status_code=201,
     summary="Submit an order through the risk manager.",
-    responses={**errors(503), 409: {"model": OrderRefusedOut, "description": "Refused; `reasons` say why."}},
+    responses={
+        **errors(400, 503),
+        409: {"model": OrderRefusedOut, "description": "Refused; `reasons` say why."},
+    },
 )
 async def submit(request: Request, body: OrderRequest, principal: Trader) -> OrderOut | JSONResponse:
     session = services(request).need("session")

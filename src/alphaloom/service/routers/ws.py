@@ -70,11 +70,11 @@ async def _stream(ws: WebSocket, topic: str) -> None:
                 if reader in done:
                     getter.cancel()
                     return
-                message = getter.result()
-                if message is None:  # too slow: dropped by the hub
+                text = getter.result()
+                if text is None:  # too slow: dropped by the hub
                     await ws.close(code=1013)
                     return
-                await ws.send_json(message)
+                await ws.send_text(text)  # encoded once by the hub for every client
         except WebSocketDisconnect:
             return
         finally:

@@ -352,7 +352,7 @@ async function signalsPage(view, onLeave, alive) {
               const p = await api("predict", { method: "POST", body: { symbol: sig.symbol } });
               fc.replaceChildren(
                 h("span", { class: "probs" }, `↓ ${fmtPct(p.p_down)} · → ${fmtPct(p.p_flat)} · ↑ ${fmtPct(p.p_up)}`),
-                h("span", { class: "muted" }, ` exp. return ${fmtPct(p.pred_return)} (${p.model_version}${p.cached ? ", cached" : ""})`),
+                h("span", { class: "muted" }, ` exp. return ${fmtPct(p.pred_return)} (${p.model_version}${p.source === "persistence_baseline" ? ", baseline: the CNN+LSTM is unavailable" : ""}${p.cached ? ", cached" : ""})`),
               );
             } catch (err) {
               fc.replaceChildren(h("span", { class: "error" }, err.message));
@@ -366,7 +366,12 @@ async function signalsPage(view, onLeave, alive) {
             h("td", {}, h("span", { class: `action action-${String(sig.action).toLowerCase()}` }, sig.action)),
             h("td", {}, meter(sig.confidence, `Confidence for ${sig.symbol}`)),
             h("td", {}, fmtNumber(sig.position_size, 3)),
-            h("td", {}, sig.source ?? "–"),
+            h(
+              "td",
+              sig.fallback ? { class: "fallback", title: `Fallback: ${sig.fallback}` } : {},
+              sig.source ?? "–",
+              sig.fallback ? h("span", { class: "muted" }, " (fallback)") : null,
+            ),
             h("td", {}, sig.model_version ?? "–"),
             h("td", {}, fmtTime(sig.ts)),
             h("td", {}, votesCell(votes)),
