@@ -53,6 +53,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sample-s", type=float, default=5.0, help="seconds between RSS samples (default 5)")
     p.add_argument("--warmup-s", type=float, default=30.0, help="left out of the growth fit (default 30)")
     p.add_argument("--max-growth-mib-per-min", type=float, default=2.0, help="verdict threshold (default 2)")
+    p.add_argument(
+        "--no-trade-paper",
+        action="store_true",
+        help="serve without the paper session (tells the session's memory from the request path's)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     args = p.parse_args()
     if args.minutes <= 0 or args.rate <= 0 or args.clients < 1 or args.sample_s <= 0:
@@ -134,10 +139,12 @@ async def ws_load(base: str, token: str, args: argparse.Namespace, load: Load, s
                     async with session.ws_connect(url) as ws:
                         while time.monotonic() < until:
                             try:
-                                await ws.receive(timeout=max(0.1, until - time.monotonic()))
-                                load.ws_messages += 1
+                                msg = await ws.receive(timeout=max(0.1, until - time.monotonic()))
                             except TimeoutError:
                                 break
+                            if msg.type is not aiohttp.WSMsgType.TEXT:
+                                break  # closed by the server: reconnect
+                            load.ws_messages += 1
                 except aiohttp.ClientError as exc:
                     load.errors += 1
                     load.last_error = f"websocket: {exc}"
@@ -191,6 +198,9 @@ def report(load: Load, samples: list[tuple[float, int]], args: argparse.Namespac
     window = t >= min(args.warmup_s, t[-1] / 2)  # a short run still fits its second half
     slope_per_s = float(np.polyfit(t[window], rss[window], 1)[0]) if window.sum() >= 3 else float("nan")
     growth = slope_per_s * 60
+    # a leak keeps its pace; allocator and cache warm-up slows down: the second half tells them apart
+    late = t >= (t[window][0] + t[-1]) / 2
+    late_growth = float(np.polyfit(t[late], rss[late], 1)[0]) * 60 if late.sum() >= 3 else float("nan")
     lat = np.asarray(load.latencies) * 1e3
     out = {
         "minutes": args.minutes,
@@ -204,6 +214,7 @@ def report(load: Load, samples: list[tuple[float, int]], args: argparse.Namespac
         "rss_peak_mib": float(rss.max()),
         "rss_end_mib": float(rss[-1]),
         "growth_mib_per_min": growth,
+        "growth_second_half_mib_per_min": late_growth,
         "samples": len(samples),
     }
     leak = not np.isfinite(growth) or growth > args.max_growth_mib_per_min
@@ -234,7 +245,8 @@ def main() -> None:
         symbols = list(config.symbols) if config is not None else ["SPY"]
         key, _ = KeyStore(keys_path(ws)).create(f"soak-{os.getpid()}", "viewer")
         # replay every stored bar (not only the run's [trade] bars), so the paper session trades all along
-        with serve(ws, tmp, "soak", {"replay_bars": 1_000_000}) as (base, pid):
+        service = {"replay_bars": 1_000_000, "trade_paper": not args.no_trade_paper}
+        with serve(ws, tmp, "soak", service) as (base, pid):
             import httpx
 
             token = httpx.post(f"{base}/api/v1/auth/token", headers={"X-API-Key": key}, timeout=10).json()[

@@ -108,6 +108,30 @@ def test_signals_say_the_trend_rule_decided_and_why(corrupt_client) -> None:
         assert s["votes"] == []
 
 
+def test_when_the_fallback_fails_too_the_rest_of_the_api_serves_on(corrupt_ws, monkeypatch) -> None:
+    import alphaloom.service.inference as inference
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no baseline either")
+
+    monkeypatch.setattr(inference, "load_fallback_forecaster", broken)
+    key, _ = KeyStore(keys_path(corrupt_ws)).create("degraded-viewer-2", "viewer")
+    h = {"X-API-Key": key}
+    with TestClient(
+        create_app(make_settings(corrupt_ws, trade_paper=False)), raise_server_exceptions=False
+    ) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        registry = r.json()["dependencies"]["registry"]
+        assert "could not be loaded" in registry
+        assert "fallback failed too (RuntimeError: no baseline either)" in registry
+        p = c.post(f"{API_PREFIX}/predict", json={"symbol": "SPY"}, headers=h)
+        assert p.status_code == 503
+        assert "no model to serve" in p.json()["detail"]
+        assert c.get(f"{API_PREFIX}/risk", headers=h).status_code == 200
+        assert c.get(f"{API_PREFIX}/market/symbols", headers=h).status_code == 200
+
+
 # ------------------------------------------------------------------ Redis goes down
 
 

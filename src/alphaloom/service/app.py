@@ -237,12 +237,12 @@ async def _start_inference(services: Services) -> None:
                 )
             frame = services.store.read_frame(FEATURES_TABLE)
         windows = FeatureWindows(frame, model.feature_names, model.window)
-    except (AlphaloomError, OSError) as exc:
-        why = _message(exc)
+    except Exception as exc:  # the rest of the API (orders, risk, data) serves on; /readyz says why
+        why = _message(exc) if isinstance(exc, AlphaloomError | OSError) else f"{type(exc).__name__}: {exc}"
         if services.forecaster_problem:
             why = f"{services.forecaster_problem}, and the persistence fallback failed too ({why})"
         services.problems["inference"] = f"no model to serve: {why}"
-        logger.warning("inference not available: %s", why)
+        logger.warning("inference not available: %s", why, exc_info=not isinstance(exc, AlphaloomError))
         return
     redis = None
     if settings.redis_url:

@@ -181,9 +181,7 @@ class PersistencePredictor:
         for i, window in enumerate(np.asarray(windows, dtype=np.float64)):
             out = self.forecaster.predict(pd.DataFrame({"close": window[:, 0]}, index=self._index))
             if out.empty:
-                raise DataNotFoundError(
-                    "the persistence fallback needs finite, positive closes in its window."
-                )
+                raise DataFormatError("the persistence fallback needs finite, positive closes in its window.")
             last = out.iloc[-1]
             proba[i] = (last["p_down"], last["p_flat"], last["p_up"])
             ret[i] = last["pred_return"]
