@@ -40,6 +40,7 @@ from service_load import demo_workspace, serve  # the same server launcher as th
 
 console = Console()
 MIB = 1024 * 1024
+REQUEST_TIMEOUT_S = 30.0  # a request or WebSocket close not answered in this time is an error, named
 
 
 def parse_args() -> argparse.Namespace:
@@ -85,6 +86,12 @@ class Load:
     ws_reconnects: int = 0
     latencies: list[float] = field(default_factory=list)
     last_error: str = ""
+    timeouts: dict[str, int] = field(default_factory=dict)  # "METHOD path" -> requests not answered in time
+
+    def timed_out(self, what: str) -> None:
+        self.errors += 1
+        self.timeouts[what] = self.timeouts.get(what, 0) + 1
+        self.last_error = f"{what}: no answer within {REQUEST_TIMEOUT_S:g} s"
 
 
 async def http_load(
@@ -103,7 +110,8 @@ async def http_load(
     ]
     per_client_s = args.clients / args.rate
     rng = random.Random(0)
-    async with aiohttp.ClientSession(headers=headers) as session:
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
 
         async def client() -> None:
             next_at = time.monotonic()
@@ -116,6 +124,8 @@ async def http_load(
                         if resp.status >= 400 and not (path == "/readyz" and resp.status == 503):
                             load.errors += 1
                             load.last_error = f"{method} {path} -> {resp.status}"
+                except TimeoutError:
+                    load.timed_out(f"{method} {path}")
                 except aiohttp.ClientError as exc:
                     load.errors += 1
                     load.last_error = f"{method} {path}: {exc}"
@@ -132,19 +142,25 @@ async def ws_load(base: str, token: str, args: argparse.Namespace, load: Load, s
 
     async def client(i: int) -> None:
         reconnecting = i < max(1, args.ws_clients // 5)  # a fifth of them come and go
+        # a bounded close handshake and heartbeats: a connection the server stops answering is an error
+        ws_timeout = aiohttp.ClientWSTimeout(ws_close=REQUEST_TIMEOUT_S)
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < stop:
                 until = min(stop, time.monotonic() + (args.reconnect_s if reconnecting else 1e9))
                 try:
-                    async with session.ws_connect(url) as ws:
+                    async with session.ws_connect(url, timeout=ws_timeout, heartbeat=10.0) as ws:
                         while time.monotonic() < until:
                             try:
-                                msg = await ws.receive(timeout=max(0.1, until - time.monotonic()))
+                                # wait_for, not receive(timeout=): with aiohttp 3.14 the latter now and then
+                                # never fired, and idle clients outlived the soak
+                                msg = await asyncio.wait_for(ws.receive(), max(0.1, until - time.monotonic()))
                             except TimeoutError:
                                 break
                             if msg.type is not aiohttp.WSMsgType.TEXT:
                                 break  # closed by the server: reconnect
                             load.ws_messages += 1
+                except TimeoutError:
+                    load.timed_out("websocket connect/close")
                 except aiohttp.ClientError as exc:
                     load.errors += 1
                     load.last_error = f"websocket: {exc}"
@@ -186,7 +202,21 @@ async def soak(base: str, pid: int, key: str, token: str, symbols: list[str], ar
             live.update(view())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(work), args.sample_s)
-        await work
+            if time.monotonic() > stop + 2 * REQUEST_TIMEOUT_S + args.reconnect_s:  # never hang the soak
+                stuck = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+                where = sorted(
+                    {
+                        f"{t.get_coro().__qualname__} at line {t.get_stack()[-1].f_lineno}"
+                        for t in stuck
+                        if t.get_stack()
+                    }
+                )
+                work.cancel()
+                load.errors += 1
+                load.last_error = f"load still running after its time was up, cancelled: {'; '.join(where)}"
+                break
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
         samples.append((time.monotonic() - start, rss_bytes(pid)))
         live.update(view())
     return load, samples
@@ -206,6 +236,7 @@ def report(load: Load, samples: list[tuple[float, int]], args: argparse.Namespac
         "minutes": args.minutes,
         "requests": load.requests,
         "errors": load.errors,
+        "timeouts": dict(load.timeouts),
         "ws_messages": load.ws_messages,
         "ws_reconnects": load.ws_reconnects,
         "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),

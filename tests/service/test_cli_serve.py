@@ -73,3 +73,25 @@ def test_serve_help_lists_tls_and_data_dir_options() -> None:
     assert result.exit_code == 0
     for option in ("--data-dir", "--tls-cert", "--tls-key", "--config", "--no-trade-paper"):
         assert option in result.output
+
+
+def test_config_file_values_hold_unless_an_option_is_given(tmp_path: Path, monkeypatch) -> None:
+    cfg = tmp_path / "service.toml"
+    cfg.write_text('[service]\nhost = "0.0.0.0"\nport = 9100\ntrade_paper = false\nreplay_interval_s = 0.5\n')
+    monkeypatch.delenv("ALPHALOOM_DATA_DIR", raising=False)
+    s = settings_for(data_dir=tmp_path / "ws", config_file=cfg)
+    assert (s.host, s.port, s.trade_paper, s.replay_interval_s) == ("0.0.0.0", 9100, False, 0.5)
+    s = settings_for(data_dir=tmp_path / "ws", config_file=cfg, host="127.0.0.1", port=0, trade_paper=True)
+    assert (s.host, s.port, s.trade_paper, s.replay_interval_s) == ("127.0.0.1", 0, True, 0.5)
+    s = settings_for(data_dir=tmp_path / "ws")  # no file: the defaults
+    assert (s.host, s.port, s.trade_paper) == ("127.0.0.1", 8000, True)
+
+
+def test_serve_command_passes_only_the_options_given(tmp_path: Path, monkeypatch) -> None:
+    import alphaloom.service.cli as service_cli
+
+    seen: list[dict] = []
+    monkeypatch.setattr(service_cli, "run_server", lambda **kw: seen.append(kw))
+    result = CliRunner().invoke(app, ["serve", "--data-dir", str(tmp_path), "--no-trade-paper"])
+    assert result.exit_code == 0, result.output
+    assert (seen[0]["host"], seen[0]["port"], seen[0]["trade_paper"]) == (None, None, False)

@@ -1218,18 +1218,27 @@ app.add_typer(serve_app, name="serve")
 def serve(
     ctx: typer.Context,
     data_dir: DataDir = None,
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Interface to listen on (default: the config's, else 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="TCP port (default: the config's, else 8000).")
+    ] = None,
     trade_paper: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--trade-paper/--no-trade-paper", help="Run a live paper-trading session in the service."
+            "--trade-paper/--no-trade-paper",
+            help="Run a live paper-trading session in the service (default: the config's, else on).",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", help="A TOML/YAML file with a [service] table of ServiceSettings.", show_default=False
+            "--config",
+            help="A TOML/YAML file with a \\[service] table of ServiceSettings.",
+            show_default=False,
         ),
     ] = None,
     tls_cert: Annotated[

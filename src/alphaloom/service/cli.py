@@ -32,21 +32,25 @@ __all__ = [
 def settings_for(
     *,
     data_dir: Path | None,
-    host: str,
-    port: int,
-    trade_paper: bool,
+    host: str | None = None,
+    port: int | None = None,
+    trade_paper: bool | None = None,
     config_file: Path | None = None,
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
 ) -> ServiceSettings:
     """The settings from ``config_file``'s ``[service]`` table, with the command-line options on top.
 
+    An option left ``None`` (not given on the command line) keeps the file's value, else the default.
+
     ``tls_cert`` and ``tls_key`` (``--tls-cert``/``--tls-key``, or ``$ALPHALOOM_TLS_CERT`` and
     ``$ALPHALOOM_TLS_KEY``) replace the file's ``ssl_certfile``/``ssl_keyfile`` when given.
     """
     base = load_config(ServiceSettings, config_file, "service") if config_file else ServiceSettings()
     ws = Workspace.resolve(data_dir or base.data_dir)
-    changes: dict[str, Any] = {"data_dir": ws.root, "host": host, "port": port, "trade_paper": trade_paper}
+    changes: dict[str, Any] = {"data_dir": ws.root}
+    given = {"host": host, "port": port, "trade_paper": trade_paper}
+    changes.update({k: v for k, v in given.items() if v is not None})
     if tls_cert is not None or tls_key is not None:
         changes.update(ssl_certfile=tls_cert, ssl_keyfile=tls_key)
     return base.replace(**changes)
@@ -114,9 +118,9 @@ def _has(module: str) -> bool:
 def run_server(
     *,
     data_dir: Path | None,
-    host: str,
-    port: int,
-    trade_paper: bool,
+    host: str | None = None,
+    port: int | None = None,
+    trade_paper: bool | None = None,
     config_file: Path | None = None,
     tls_cert: Path | None = None,
     tls_key: Path | None = None,

@@ -27,7 +27,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -393,7 +393,7 @@ class _Pending:
 class BatchStats:
     forward_passes: int = 0
     items: int = 0
-    sizes: list[int] = field(default_factory=list)
+    sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1024))  # the latest passes only
 
 
 class MicroBatcher:
